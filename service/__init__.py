@@ -1,0 +1,1 @@
+"""HTTP service: API, settings, Celery worker and the job store."""

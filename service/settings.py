@@ -1,0 +1,51 @@
+"""The service's configuration: one pydantic-settings class, read once from the environment."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob the API, the worker and `make run` read. Each field is an environment variable."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis holding the job records and serving as Celery's broker.",
+    )
+    host: str = Field("127.0.0.1", description="Interface the API listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
+    mnist_path: Path | None = Field(
+        None,
+        description="A Keras-format mnist.npz used instead of Keras' download when set.",
+    )
+    svhn_dir: Path | None = Field(
+        None, description="Folder with SVHN's train_32x32.mat / test_32x32.mat."
+    )
+    artifacts_dir: Path = Field(
+        Path("artifacts"), description="Where stored models and plots live."
+    )
+    job_queue: str = Field("gpu", description="Celery queue that training jobs go to.")
+    heartbeat_seconds: float = Field(
+        5.0,
+        gt=0,
+        description=(
+            "How often a running job and each worker report that they are alive. A job whose "
+            "heartbeat is missing for 3 intervals is marked failed."
+        ),
+    )
+    log_level: str = Field("INFO", description="Log level of the API and the worker.")
+
+    @property
+    def heartbeat_ttl_seconds(self) -> float:
+        """How long a heartbeat stays valid: three missed beats mean the process is gone."""
+        return 3 * self.heartbeat_seconds
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

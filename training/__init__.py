@@ -1,0 +1,1 @@
+"""Pure ML library: compute-graph engine and model training. Never imports `service`."""

@@ -1,0 +1,1 @@
+"""The hand-built backpropagation compute graph and the course's small network."""
