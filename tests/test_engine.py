@@ -21,7 +21,7 @@ TF_ACTIVATIONS = {
     "relu": tf.nn.relu,
     "sigmoid": tf.sigmoid,
     "tanh": tf.tanh,
-    "lecun_tanh": lambda x: 1.7159 * tf.tanh(2.0 * x / 3.0) + 0.01 * x,
+    "lecun": lambda x: 1.7159 * tf.tanh(2.0 * x / 3.0) + 0.01 * x,
     "identity": tf.identity,
 }
 RTOL = 1e-9

@@ -154,7 +154,7 @@ ACTIVATIONS: dict[str, Callable[[Node], Node]] = {
     "relu": Node.relu,
     "sigmoid": Node.sigmoid,
     "tanh": Node.tanh,
-    "lecun_tanh": Node.lecun_tanh,
+    "lecun": Node.lecun_tanh,
     "identity": Node.identity,
 }
 

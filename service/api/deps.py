@@ -1,0 +1,29 @@
+"""Dependencies for route handlers, as `Annotated` aliases so signatures read like plain types."""
+
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, Request
+from redis import Redis
+
+from service.jobs.store import JobStore
+from service.settings import Settings, get_settings
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_redis(request: Request) -> Redis:
+    return request.app.state.redis
+
+
+def get_job_store(request: Request) -> JobStore:
+    return request.app.state.job_store
+
+
+def get_celery(request: Request) -> Celery:
+    return request.app.state.celery
+
+
+RedisDep = Annotated[Redis, Depends(get_redis)]
+JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
+CeleryDep = Annotated[Celery, Depends(get_celery)]

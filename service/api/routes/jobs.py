@@ -1,0 +1,74 @@
+"""Training jobs: submit, inspect, list and cancel."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from service.api.deps import CeleryDep, JobStoreDep, SettingsDep
+from service.api.errors import ERROR_RESPONSES
+from service.jobs.kinds import JOB_KINDS, get_kind
+from service.jobs.queue import submit_job
+from service.jobs.schemas import JobKindInfo, JobPage, JobRecord, JobStatus, JobSubmission
+
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobRecord)
+def create_job(
+    submission: JobSubmission,
+    response: Response,
+    store: JobStoreDep,
+    celery: CeleryDep,
+    settings: SettingsDep,
+) -> JobRecord:
+    """Validate a job's parameters, store it and queue it for a worker."""
+    record = submit_job(store, celery, settings.job_queue, submission)
+    response.headers["Location"] = f"/jobs/{record.id}"
+    return record
+
+
+@router.get("", response_model=JobPage)
+def list_jobs(
+    store: JobStoreDep,
+    kind: Annotated[str | None, Query(description="Only jobs of this kind.")] = None,
+    status: Annotated[JobStatus | None, Query(description="Only jobs with this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Jobs per page.")] = 20,
+    offset: Annotated[int, Query(ge=0, description="Jobs to skip.")] = 0,
+) -> JobPage:
+    """List jobs, newest first, optionally filtered by kind and status."""
+    if kind is not None:
+        get_kind(kind, location=("query", "kind"))
+    items, total = store.list(kind=kind, status=status, limit=limit, offset=offset)
+    return JobPage(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/kinds", response_model=list[JobKindInfo])
+def list_job_kinds() -> list[JobKindInfo]:
+    """List the job kinds, each with the JSON Schema of its parameters and their defaults."""
+    return [
+        JobKindInfo(
+            name=kind.name,
+            description=kind.description,
+            params_schema=kind.params_model.model_json_schema(),
+        )
+        for kind in JOB_KINDS.values()
+    ]
+
+
+@router.get("/{job_id}", response_model=JobRecord)
+def get_job(job_id: str, store: JobStoreDep) -> JobRecord:
+    """Get one job: status, progress, result or error, and timestamps."""
+    return store.get(job_id)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobRecord,
+    responses={202: {"model": JobRecord, "description": "Running; it stops at its next step"}},
+)
+def cancel_job(job_id: str, store: JobStoreDep, response: Response) -> JobRecord:
+    """Cancel a job: a queued one never runs; a running one stops at its next step."""
+    record = store.request_cancel(job_id)
+    if record.status == JobStatus.RUNNING:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return record

@@ -1,0 +1,267 @@
+"""Job records in Redis.
+
+Layout (all under the `jobs:` / `job:` prefixes, beside Celery's own keys):
+- `job:{id}`: a hash with the record's fields (JSON for structured ones, epoch seconds for times);
+- `jobs:all`, `jobs:kind:{kind}`, `jobs:status:{status}`: sorted sets of ids scored by creation
+  time, for listing newest first with filters;
+- `job:{id}:heartbeat`: a key with a TTL that the process running the job keeps refreshing.
+  A running job whose heartbeat has expired was lost with its worker and is marked failed.
+
+Every status change goes through one Lua script, so it is atomic and only happens from the
+statuses the caller allows: a job cancelled while queued can never start, and a job failed as
+lost can never be overwritten by a late success.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from redis import Redis
+
+from service.errors import ConflictError, NotFoundError
+from service.jobs.schemas import JobRecord, JobStatus
+
+_TRANSITION = """
+local job_key, heartbeat_key = KEYS[1], KEYS[2]
+local job_id, new_status = ARGV[1], ARGV[2]
+local allowed, fields = cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
+local heartbeat_ms = tonumber(ARGV[5])
+local current = redis.call('HGET', job_key, 'status')
+if not current then return false end
+local permitted = false
+for _, status in ipairs(allowed) do
+  if status == current then permitted = true end
+end
+if not permitted then return {0, current} end
+for field, value in pairs(fields) do redis.call('HSET', job_key, field, value) end
+if new_status ~= current then
+  local score = redis.call('HGET', job_key, 'created_at')
+  redis.call('HSET', job_key, 'status', new_status)
+  redis.call('ZREM', 'jobs:status:' .. current, job_id)
+  redis.call('ZADD', 'jobs:status:' .. new_status, score, job_id)
+end
+if heartbeat_ms > 0 then
+  redis.call('SET', heartbeat_key, '1', 'PX', heartbeat_ms)
+elseif heartbeat_ms < 0 then
+  redis.call('DEL', heartbeat_key)
+end
+return {1, current}
+"""
+
+_JSON_FIELDS = ("params", "progress", "result", "worker")
+_TIME_FIELDS = ("created_at", "started_at", "finished_at")
+_KEEP_HEARTBEAT, _DELETE_HEARTBEAT = 0, -1
+
+
+class JobStore:
+    """Creates, reads, lists and moves job records through their statuses."""
+
+    def __init__(self, redis: Redis, heartbeat_ttl_seconds: float) -> None:
+        self.redis = redis
+        self.heartbeat_ttl_ms = max(1, int(heartbeat_ttl_seconds * 1000))
+        self._transition_script = redis.register_script(_TRANSITION)
+
+    # Reading and writing records
+
+    def create(self, kind: str, params: dict[str, Any]) -> JobRecord:
+        """Store a new queued job and return its record."""
+        job_id = uuid.uuid4().hex
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(
+            _job_key(job_id),
+            mapping={
+                "id": job_id,
+                "kind": kind,
+                "status": JobStatus.QUEUED.value,
+                "params": json.dumps(params),
+                "cancel_requested": "0",
+                "created_at": repr(now),
+            },
+        )
+        for index in ("jobs:all", f"jobs:kind:{kind}", f"jobs:status:{JobStatus.QUEUED}"):
+            pipe.zadd(index, {job_id: now})
+        pipe.execute()
+        return self.get(job_id)
+
+    def get(self, job_id: str) -> JobRecord:
+        """The job's record, or `NotFoundError`."""
+        raw = self.redis.hgetall(_job_key(job_id))
+        if not raw:
+            raise NotFoundError(
+                f"No job with id {job_id!r}. List existing jobs with GET /jobs; "
+                f"ids are the 'id' field that POST /jobs returned."
+            )
+        return _decode(raw)
+
+    def list(
+        self,
+        kind: str | None = None,
+        status: JobStatus | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> tuple[list[JobRecord], int]:
+        """One page of jobs, newest first, and how many match in all."""
+        indexes = [f"jobs:kind:{kind}"] if kind else []
+        if status:
+            indexes.append(f"jobs:status:{status}")
+        if len(indexes) <= 1:
+            index = indexes[0] if indexes else "jobs:all"
+            total = self.redis.zcard(index)
+            ids = self.redis.zrevrange(index, offset, offset + limit - 1) if limit else []
+        else:
+            matching = list(reversed(self.redis.zinter(indexes, aggregate="MAX")))
+            total, ids = len(matching), matching[offset : offset + limit]
+        return self._get_many(ids), total
+
+    def _get_many(self, ids: Iterable[str]) -> list[JobRecord]:
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(_job_key(job_id))
+        return [_decode(raw) for raw in pipe.execute() if raw]
+
+    def report_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        self.redis.hset(_job_key(job_id), "progress", json.dumps(progress))
+
+    def is_cancel_requested(self, job_id: str) -> bool:
+        return self.redis.hget(_job_key(job_id), "cancel_requested") == "1"
+
+    def heartbeat(self, job_id: str) -> None:
+        """Tell the store the job's process is still alive."""
+        self.redis.set(_heartbeat_key(job_id), "1", px=self.heartbeat_ttl_ms)
+
+    # Status changes
+
+    def start(self, job_id: str, hostname: str, pid: int) -> JobRecord | None:
+        """Move a queued job to running; None when it is no longer queued (e.g. cancelled)."""
+        worker = json.dumps({"hostname": hostname, "pid": pid})
+        fields = {"started_at": repr(time.time()), "worker": worker}
+        moved, _ = self._transition(
+            job_id, [JobStatus.QUEUED], JobStatus.RUNNING, fields, self.heartbeat_ttl_ms
+        )
+        return self.get(job_id) if moved else None
+
+    def finish(
+        self,
+        job_id: str,
+        status: JobStatus,
+        result: Any = None,
+        error: str | None = None,
+    ) -> bool:
+        """Move a running job to a finished status; False if it was no longer running."""
+        if not status.is_finished:
+            raise ValueError(f"finish() needs a finished status, got {status!r}.")
+        fields = {"finished_at": repr(time.time())}
+        if result is not None:
+            fields["result"] = json.dumps(result)
+        if error is not None:
+            fields["error"] = error
+        moved, _ = self._transition(job_id, [JobStatus.RUNNING], status, fields, _DELETE_HEARTBEAT)
+        return moved
+
+    def mark_failed(self, job_id: str, error: str) -> None:
+        """Fail a job that is queued or running, e.g. one that could not be queued."""
+        fields = {"finished_at": repr(time.time()), "error": error}
+        self._transition(
+            job_id,
+            [JobStatus.QUEUED, JobStatus.RUNNING],
+            JobStatus.FAILED,
+            fields,
+            _DELETE_HEARTBEAT,
+        )
+
+    def request_cancel(self, job_id: str) -> JobRecord:
+        """Cancel a queued job now, or ask a running one to stop at its next step.
+
+        Raises `NotFoundError` for an unknown id and `ConflictError` for a finished job.
+        """
+        cancelled, current = self._transition(
+            job_id,
+            [JobStatus.QUEUED],
+            JobStatus.CANCELLED,
+            {"finished_at": repr(time.time()), "cancel_requested": "1"},
+            _DELETE_HEARTBEAT,
+        )
+        if not cancelled and current == JobStatus.RUNNING:
+            cancelled, current = self._transition(
+                job_id, [JobStatus.RUNNING], JobStatus.RUNNING, {"cancel_requested": "1"}
+            )
+        if not cancelled and current is not None:
+            record = self.get(job_id)
+            raise ConflictError(
+                f"Job {job_id!r} already {record.status.value} at "
+                f"{record.finished_at.isoformat() if record.finished_at else 'an earlier time'}; "
+                f"only queued or running jobs can be cancelled."
+            )
+        return self.get(job_id)
+
+    def fail_lost_jobs(self) -> list[str]:
+        """Fail every running job whose heartbeat expired: its worker died or was cut off."""
+        lost = []
+        for job_id in self.redis.zrange(f"jobs:status:{JobStatus.RUNNING}", 0, -1):
+            if self.redis.exists(_heartbeat_key(job_id)):
+                continue
+            error = (
+                "The worker running this job stopped responding (no heartbeat for "
+                f"{self.heartbeat_ttl_ms / 1000:g} s): it was killed, crashed or lost its "
+                "connection. Submit the job again."
+            )
+            fields = {"finished_at": repr(time.time()), "error": error}
+            moved, _ = self._transition(
+                job_id, [JobStatus.RUNNING], JobStatus.FAILED, fields, _DELETE_HEARTBEAT
+            )
+            if moved:
+                lost.append(job_id)
+        return lost
+
+    def _transition(
+        self,
+        job_id: str,
+        allowed: list[JobStatus],
+        new_status: JobStatus,
+        fields: dict[str, str],
+        heartbeat_ms: int = _KEEP_HEARTBEAT,
+    ) -> tuple[bool, str | None]:
+        """Atomically set `fields` and `new_status` if the job's status is in `allowed`.
+
+        Returns (whether it moved, the status it had); (False, None) for an unknown job.
+        """
+        outcome = self._transition_script(
+            keys=[_job_key(job_id), _heartbeat_key(job_id)],
+            args=[
+                job_id,
+                new_status.value,
+                json.dumps([status.value for status in allowed]),
+                json.dumps(fields),
+                heartbeat_ms,
+            ],
+        )
+        if outcome is None:
+            return False, None
+        moved, previous = outcome
+        return bool(moved), previous
+
+
+def _job_key(job_id: str) -> str:
+    return f"job:{job_id}"
+
+
+def _heartbeat_key(job_id: str) -> str:
+    return f"job:{job_id}:heartbeat"
+
+
+def _decode(raw: dict[str, str]) -> JobRecord:
+    values: dict[str, Any] = dict(raw)
+    for field in _JSON_FIELDS:
+        if field in values:
+            values[field] = json.loads(values[field])
+    for field in _TIME_FIELDS:
+        if field in values:
+            values[field] = datetime.fromtimestamp(float(values[field]), tz=UTC)
+    values["cancel_requested"] = values.get("cancel_requested") == "1"
+    return JobRecord.model_validate(values)

@@ -1,0 +1,1 @@
+"""The Celery worker: its app, thin tasks, and the runner that drives a job through the store."""

@@ -1,0 +1,40 @@
+"""The Celery application shared by the API (to queue by task name) and the worker.
+
+Importing this module must stay cheap and must never import TensorFlow: the API imports it on its
+queueing path, and the worker's parent process imports it before forking children.
+"""
+
+from celery import Celery
+
+from service.settings import Settings, get_settings
+
+RUN_JOB_TASK = "service.run_job"
+
+
+def create_celery_app(settings: Settings) -> Celery:
+    app = Celery("digit_service", broker=settings.redis_url, include=["service.worker.tasks"])
+    app.conf.update(
+        task_default_queue=settings.job_queue,
+        task_ignore_result=True,  # the job store holds every result
+        # One job per process, one process per GPU: each job gets a fresh child, so TensorFlow's
+        # GPU memory is returned when the job ends.
+        worker_concurrency=1,
+        worker_pool="prefork",
+        worker_max_tasks_per_child=1,
+        worker_prefetch_multiplier=1,
+        # Ack after the run so an idle worker, not a busy one, takes the next job. A message
+        # redelivered after a crash is harmless: the runner only starts jobs that are queued.
+        task_acks_late=True,
+        task_reject_on_worker_lost=False,
+        broker_transport_options={"visibility_timeout": 12 * 3600},
+        broker_connection_retry_on_startup=True,
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+celery_app = create_celery_app(get_settings())
+
+# Worker start-up and shutdown hooks (liveness record, GPU report) live with the worker.
+import service.worker.lifecycle  # noqa: E402, F401

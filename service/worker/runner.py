@@ -1,0 +1,126 @@
+"""Runs one stored job inside a worker child process: start it, keep its heartbeat, report its
+progress, honour cancellation, and store how it ended."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis import Redis
+
+from service.jobs.kinds import JOB_KINDS, JobKind
+from service.jobs.schemas import JobStatus
+from service.jobs.store import JobStore
+from service.settings import get_settings
+from training.progress import TrainingCancelled
+
+logger = logging.getLogger(__name__)
+
+
+class StoreReporter:
+    """A training `ProgressReporter` backed by the job store.
+
+    Training code may report every step; this writes at most every `interval` seconds (and on
+    `flush`) and reads the cancel flag at most that often, so Redis is never the bottleneck.
+    """
+
+    def __init__(self, store: JobStore, job_id: str, interval: float = 0.2) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.interval = interval
+        self._pending: dict[str, Any] | None = None
+        self._last_write = 0.0
+        self._last_cancel_check = 0.0
+
+    def report(self, **progress: Any) -> None:
+        self._pending = progress
+        if time.monotonic() - self._last_write >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending is not None:
+            self.store.report_progress(self.job_id, self._pending)
+            self._pending = None
+        self._last_write = time.monotonic()
+
+    def check_cancelled(self) -> None:
+        now = time.monotonic()
+        if now - self._last_cancel_check < self.interval:
+            return
+        self._last_cancel_check = now
+        if self.store.is_cancel_requested(self.job_id):
+            raise TrainingCancelled(f"Job {self.job_id} was cancelled.")
+
+
+class Heartbeat:
+    """A daemon thread that keeps the job's heartbeat key alive while the job runs."""
+
+    def __init__(self, store: JobStore, job_id: str, interval: float) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, args=(store, job_id, interval), name="job-heartbeat", daemon=True
+        )
+
+    def _beat(self, store: JobStore, job_id: str, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                store.heartbeat(job_id)
+            except Exception:  # a blip must not kill the job; a long outage fails it as lost
+                logger.warning("Could not refresh the heartbeat of job %s", job_id, exc_info=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_job(job_id: str) -> None:
+    """Run the stored job `job_id` to its end, recording the outcome in the store."""
+    settings = get_settings()
+    store = JobStore(
+        Redis.from_url(settings.redis_url, decode_responses=True), settings.heartbeat_ttl_seconds
+    )
+    record = store.start(job_id, hostname=socket.gethostname(), pid=os.getpid())
+    if record is None:
+        logger.info("Job %s is no longer queued (cancelled or already handled); skipping.", job_id)
+        return
+    kind = JOB_KINDS[record.kind]
+    logger.info("Job %s (%s) started with params %s", job_id, kind.name, record.params)
+    reporter = StoreReporter(store, job_id)
+    with Heartbeat(store, job_id, settings.heartbeat_seconds):
+        try:
+            result = _entry_point(kind)(**record.params, progress=reporter)
+        except TrainingCancelled:
+            reporter.flush()
+            store.finish(job_id, JobStatus.CANCELLED)
+            logger.info("Job %s cancelled.", job_id)
+            return
+        except Exception as error:
+            reporter.flush()
+            logger.exception("Job %s failed.", job_id)
+            store.finish(job_id, JobStatus.FAILED, error=f"{type(error).__name__}: {error}")
+            return
+    reporter.flush()
+    if not store.finish(job_id, JobStatus.SUCCEEDED, result=result):
+        logger.warning("Job %s finished but was no longer running; result not stored.", job_id)
+    else:
+        logger.info("Job %s succeeded.", job_id)
+
+
+def _entry_point(kind: JobKind) -> Callable[..., Any]:
+    """Import the kind's training function, setting up GPUs first for TensorFlow kinds."""
+    if kind.uses_tensorflow:
+        from training.devices import configure_gpus
+
+        configure_gpus()
+    module_name, function_name = kind.entry_point.split(":")
+    return getattr(importlib.import_module(module_name), function_name)
