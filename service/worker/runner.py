@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -83,13 +82,16 @@ class Heartbeat:
         self._thread.join()
 
 
-def run_job(job_id: str) -> None:
-    """Run the stored job `job_id` to its end, recording the outcome in the store."""
+def run_job(job_id: str, worker_hostname: str) -> None:
+    """Run the stored job `job_id` to its end, recording the outcome in the store.
+
+    `worker_hostname` is the Celery node name, as `GET /health` lists the worker.
+    """
     settings = get_settings()
     store = JobStore(
         Redis.from_url(settings.redis_url, decode_responses=True), settings.heartbeat_ttl_seconds
     )
-    record = store.start(job_id, hostname=socket.gethostname(), pid=os.getpid())
+    record = store.start(job_id, hostname=worker_hostname, pid=os.getpid())
     if record is None:
         logger.info("Job %s is no longer queued (cancelled or already handled); skipping.", job_id)
         return

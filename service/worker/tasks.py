@@ -1,10 +1,12 @@
 """Celery tasks. Thin: they receive an id and hand it to the runner."""
 
+from celery import Task
+
 from service.worker.celery_app import RUN_JOB_TASK, celery_app
 from service.worker.runner import run_job
 
 
-@celery_app.task(name=RUN_JOB_TASK)
-def run_job_task(job_id: str) -> None:
+@celery_app.task(name=RUN_JOB_TASK, bind=True)
+def run_job_task(self: Task, job_id: str) -> None:
     """Run the stored job `job_id` in this (fresh) worker child process."""
-    run_job(job_id)
+    run_job(job_id, worker_hostname=self.request.hostname)

@@ -1,0 +1,101 @@
+"""Restarts and crashes of real processes: nothing stored is lost, no job stays running forever."""
+
+import httpx
+import pytest
+
+from tests.conftest import FAULTS_DB
+from tests.stack import ServiceStack, free_port, wait_for
+from tests.test_jobs_api import LONG_RUN
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def own_stack(tmp_path):
+    """A stack the test may break: its own API, worker and Redis DB."""
+    stack = ServiceStack(FAULTS_DB, tmp_path).start()
+    yield stack
+    stack.stop()
+
+
+def test_restarting_the_api_and_the_worker_loses_no_job(own_stack):
+    finished = own_stack.wait_until_finished(own_stack.submit(steps=3)["id"])
+    cancelled = own_stack.submit(**LONG_RUN)
+    own_stack.wait_until_running(cancelled["id"])
+    own_stack.client.post(f"/jobs/{cancelled['id']}/cancel")
+    cancelled = own_stack.wait_until_finished(cancelled["id"])
+    before = own_stack.client.get("/jobs", params={"limit": 100}).json()
+
+    own_stack.api.stop()
+    own_stack.start_api()
+    assert own_stack.client.get("/jobs", params={"limit": 100}).json() == before
+
+    own_stack.worker.stop()
+    own_stack.start_worker()
+    assert own_stack.job(finished["id"]) == finished
+    assert own_stack.job(cancelled["id"]) == cancelled
+    again = own_stack.submit(steps=1)
+    assert own_stack.wait_until_finished(again["id"])["status"] == "succeeded"
+
+
+def test_job_queued_while_no_worker_runs_starts_when_one_comes_up(own_stack):
+    own_stack.worker.stop()
+    job = own_stack.submit(steps=1)
+    assert own_stack.job(job["id"])["status"] == "queued"
+    own_stack.start_worker()
+    assert own_stack.wait_until_finished(job["id"])["status"] == "succeeded"
+
+
+def test_job_of_a_killed_worker_is_failed_not_left_running(own_stack):
+    job = own_stack.submit(**LONG_RUN)
+    own_stack.wait_until_running(job["id"])
+
+    own_stack.worker.kill_group()  # the parent and the child running the job, as in a crash
+    failed = own_stack.wait_until_finished(job["id"], timeout=30)
+    assert failed["status"] == "failed"
+    assert "stopped responding" in failed["error"]
+    assert failed["finished_at"] is not None
+
+    # The worker's liveness record expires, and /health says no worker is left.
+    wait_for(
+        lambda: own_stack.client.get("/health").json()["workers"]["live"] == 0,
+        10,
+        "the dead worker to drop out of /health",
+    )
+    assert own_stack.client.get("/health").json()["status"] == "degraded"
+
+
+def test_redis_unreachable_gives_503_and_health_says_so(tmp_path):
+    stack = ServiceStack(FAULTS_DB, tmp_path, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    stack.api.start()
+    try:
+        wait_for(lambda: _answers(stack), 60, "the API to answer")
+        health = stack.client.get("/health")
+        assert health.status_code == 200
+        assert health.json()["status"] == "degraded"
+        assert health.json()["redis"]["reachable"] is False
+        assert health.json()["redis"]["error"]
+
+        for response in (
+            stack.client.post("/jobs", json={"kind": "backprop", "params": {}}),
+            stack.client.get("/jobs"),
+            stack.client.get("/jobs/some-id"),
+            stack.client.post("/jobs/some-id/cancel"),
+        ):
+            assert response.status_code == 503, response.text
+            assert response.json()["code"] == "unavailable"
+            assert "REDIS_URL" in response.json()["detail"]
+
+        # Validation still comes first: a bad request is a 422 even while Redis is down.
+        bad = stack.client.post("/jobs", json={"kind": "backprop", "params": {"steps": 0}})
+        assert bad.status_code == 422
+    finally:
+        stack.client.close()
+        stack.api.stop()
+
+
+def _answers(stack: ServiceStack) -> bool:
+    try:
+        return stack.client.get("/health").status_code == 200
+    except httpx.TransportError:
+        return False

@@ -1,0 +1,107 @@
+"""The job store's guarantees, on a real Redis DB reserved for these tests."""
+
+import time
+
+import pytest
+from redis import Redis
+
+from service.errors import ConflictError, NotFoundError
+from service.jobs.schemas import JobStatus
+from service.jobs.store import JobStore
+from tests.conftest import STORE_TEST_DB
+from tests.stack import redis_url
+
+
+@pytest.fixture
+def store():
+    redis = Redis.from_url(redis_url(STORE_TEST_DB), decode_responses=True)
+    redis.flushdb()
+    yield JobStore(redis, heartbeat_ttl_seconds=0.3)
+    redis.flushdb()
+    redis.close()
+
+
+def test_a_job_moves_queued_running_succeeded(store):
+    job = store.create("backprop", {"steps": 1})
+    assert job.status == JobStatus.QUEUED and job.started_at is None
+
+    running = store.start(job.id, hostname="w@h", pid=123)
+    assert running.status == JobStatus.RUNNING
+    assert running.worker.pid == 123
+
+    assert store.finish(job.id, JobStatus.SUCCEEDED, result={"loss": 1.5})
+    done = store.get(job.id)
+    assert done.status == JobStatus.SUCCEEDED
+    assert done.result == {"loss": 1.5}
+    assert done.created_at <= done.started_at <= done.finished_at
+
+
+def test_a_cancelled_job_can_never_start(store):
+    job = store.create("backprop", {})
+    assert store.request_cancel(job.id).status == JobStatus.CANCELLED
+    assert store.start(job.id, hostname="w@h", pid=1) is None
+    assert store.get(job.id).status == JobStatus.CANCELLED
+
+
+def test_cancelling_a_running_job_only_raises_its_flag(store):
+    job = store.create("backprop", {})
+    store.start(job.id, hostname="w@h", pid=1)
+    record = store.request_cancel(job.id)
+    assert record.status == JobStatus.RUNNING and record.cancel_requested
+    assert store.is_cancel_requested(job.id)
+
+
+def test_finished_jobs_cannot_be_cancelled_or_overwritten(store):
+    job = store.create("backprop", {})
+    store.start(job.id, hostname="w@h", pid=1)
+    store.finish(job.id, JobStatus.FAILED, error="boom")
+    with pytest.raises(ConflictError, match="already failed"):
+        store.request_cancel(job.id)
+    assert not store.finish(job.id, JobStatus.SUCCEEDED, result={"late": True})
+    record = store.get(job.id)
+    assert record.status == JobStatus.FAILED and record.result is None
+
+
+def test_only_jobs_whose_heartbeat_expired_are_failed_as_lost(store):
+    alive = store.create("backprop", {})
+    lost = store.create("backprop", {})
+    store.start(alive.id, hostname="w@h", pid=1)
+    store.start(lost.id, hostname="w@h", pid=2)
+    deadline = time.monotonic() + 0.6  # twice the TTL
+    while time.monotonic() < deadline:
+        store.heartbeat(alive.id)
+        time.sleep(0.05)
+
+    assert store.fail_lost_jobs() == [lost.id]
+    assert store.get(alive.id).status == JobStatus.RUNNING
+    lost_record = store.get(lost.id)
+    assert lost_record.status == JobStatus.FAILED
+    assert "stopped responding" in lost_record.error
+
+
+def test_unknown_jobs_are_not_found(store):
+    with pytest.raises(NotFoundError):
+        store.get("missing")
+    with pytest.raises(NotFoundError):
+        store.request_cancel("missing")
+    assert store.start("missing", hostname="w@h", pid=1) is None
+
+
+def test_status_indexes_follow_every_transition(store):
+    jobs = [store.create("backprop", {"i": i}) for i in range(4)]
+    store.start(jobs[0].id, hostname="w@h", pid=1)
+    store.finish(jobs[0].id, JobStatus.SUCCEEDED, result={})
+    store.request_cancel(jobs[1].id)
+    store.start(jobs[2].id, hostname="w@h", pid=1)
+
+    def ids(**filters):
+        return [job.id for job in store.list(**filters)[0]]
+
+    assert ids(status=JobStatus.SUCCEEDED) == [jobs[0].id]
+    assert ids(status=JobStatus.CANCELLED) == [jobs[1].id]
+    assert ids(status=JobStatus.RUNNING, kind="backprop") == [jobs[2].id]
+    assert ids(status=JobStatus.QUEUED) == [jobs[3].id]
+    assert ids(kind="backprop") == [job.id for job in reversed(jobs)]
+    assert ids(kind="other") == []
+    _, total = store.list(status=JobStatus.QUEUED, kind="backprop", limit=1)
+    assert total == 1
