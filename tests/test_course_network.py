@@ -64,6 +64,23 @@ def test_every_node_value_and_gradient_match_tensorflow(activation, seed):
 
 
 @pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+@pytest.mark.parametrize("seed", range(3))
+def test_weight_gradients_match_central_finite_differences(activation, seed):
+    weights, x, y = random_case(seed)
+    network = build_course_network(activation, weights, x, y)
+    network.loss.backward()
+    step = 1e-6
+    for index, weight in enumerate(network.weights):
+
+        def loss_with(shift: float, index: int = index) -> float:
+            shifted = [w + (shift if i == index else 0.0) for i, w in enumerate(weights)]
+            return build_course_network(activation, shifted, x, y).loss.value
+
+        numeric = (loss_with(step) - loss_with(-step)) / (2 * step)
+        assert weight.grad == pytest.approx(numeric, rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
 def test_training_matches_gradient_descent_in_tensorflow(activation):
     weights, x, y = random_case(100)
     learning_rate, steps = 0.05, 7
