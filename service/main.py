@@ -11,8 +11,9 @@ from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from service.api.errors import register_exception_handlers
-from service.api.routes import health, jobs
+from service.api.routes import health, jobs, models
 from service.jobs.store import JobStore
+from service.models.store import ModelStore
 from service.settings import Settings, get_settings
 from service.worker.celery_app import celery_app
 
@@ -42,6 +43,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.redis = redis
     app.state.job_store = JobStore(redis, settings.heartbeat_ttl_seconds)
+    app.state.model_store = ModelStore(redis, settings.artifacts_dir)
     app.state.celery = celery_app
     reaper = asyncio.create_task(
         fail_lost_jobs_forever(app.state.job_store, settings.heartbeat_seconds)
@@ -69,6 +71,7 @@ def create_app() -> FastAPI:
     register_exception_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(models.router)
     return app
 
 

@@ -8,13 +8,19 @@ class TrainingCancelled(Exception):
 
 
 class ProgressReporter(Protocol):
-    """What a training function calls between steps. The service supplies one backed by Redis."""
+    """What a training function calls while it runs. The service supplies one backed by Redis."""
 
     def report(self, **progress: Any) -> None:
-        """Record where the run is, e.g. `report(step=3, steps=10, loss=0.5)`."""
+        """Record where the run is, e.g. `report(epoch=2, epochs=10, batch=50, batches=469)`."""
 
     def check_cancelled(self) -> None:
         """Raise `TrainingCancelled` if the run should stop now."""
+
+    def record_epoch(self, entry: dict[str, Any]) -> None:
+        """Append one finished epoch's losses, metrics, learning rate and duration."""
+
+    def record_gradients(self, entry: dict[str, Any]) -> None:
+        """Append per-layer gradient statistics measured at one epoch (0 = untrained)."""
 
 
 class SilentReporter:
@@ -25,3 +31,27 @@ class SilentReporter:
 
     def check_cancelled(self) -> None:
         pass
+
+    def record_epoch(self, entry: dict[str, Any]) -> None:
+        pass
+
+    def record_gradients(self, entry: dict[str, Any]) -> None:
+        pass
+
+
+class RecordingReporter(SilentReporter):
+    """Keeps everything reported in memory: for notebooks, scripts and tests."""
+
+    def __init__(self) -> None:
+        self.progress: list[dict[str, Any]] = []
+        self.history: list[dict[str, Any]] = []
+        self.gradients: list[dict[str, Any]] = []
+
+    def report(self, **progress: Any) -> None:
+        self.progress.append(progress)
+
+    def record_epoch(self, entry: dict[str, Any]) -> None:
+        self.history.append(entry)
+
+    def record_gradients(self, entry: dict[str, Any]) -> None:
+        self.gradients.append(entry)

@@ -7,6 +7,7 @@ from fastapi import Depends, Request
 from redis import Redis
 
 from service.jobs.store import JobStore
+from service.models.store import ModelStore
 from service.settings import Settings, get_settings
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -20,10 +21,15 @@ def get_job_store(request: Request) -> JobStore:
     return request.app.state.job_store
 
 
+def get_model_store(request: Request) -> ModelStore:
+    return request.app.state.model_store
+
+
 def get_celery(request: Request) -> Celery:
     return request.app.state.celery
 
 
 RedisDep = Annotated[Redis, Depends(get_redis)]
 JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
+ModelStoreDep = Annotated[ModelStore, Depends(get_model_store)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]

@@ -6,13 +6,18 @@ API nor the worker's parent process imports TensorFlow by importing this module.
 """
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from service.errors import ServiceError
+from training.activation_names import HIDDEN_ACTIVATIONS
 
 MAX_BACKPROP_STEPS = 100_000
+MAX_EPOCHS = 200
+MAX_HIDDEN_LAYERS = 100
+MAX_WIDTH = 4096
+HiddenActivation = Literal[HIDDEN_ACTIVATIONS]
 
 
 class KindParams(BaseModel):
@@ -42,13 +47,85 @@ class BackpropParams(KindParams):
     )
 
 
+class KerasParams(KindParams):
+    """What every Keras training kind accepts."""
+
+    batch_size: int = Field(128, ge=1, le=8192, description="Examples per gradient step.")
+    epochs: int = Field(10, ge=1, le=MAX_EPOCHS, description="Passes over the training data.")
+    validation_split: float = Field(
+        0.1, ge=0, lt=1, description="Fraction of the training data held out for val_ metrics."
+    )
+    train_limit: int | None = Field(
+        None, ge=1, le=60000, description="Train on only the first N training examples."
+    )
+    test_limit: int | None = Field(
+        None, ge=1, le=10000, description="Test on only the first N test examples."
+    )
+    seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="Makes a CPU run repeatable when set."
+    )
+    mixed_precision: bool = Field(False, description="float16 compute on GPUs that support it.")
+
+    @model_validator(mode="after")
+    def _leaves_examples_to_train_on(self) -> Self:
+        if self.train_limit is not None and int(self.train_limit * (1 - self.validation_split)) < 1:
+            raise ValueError(
+                f"train_limit={self.train_limit} with validation_split={self.validation_split} "
+                "leaves no example to train on; raise train_limit or lower validation_split."
+            )
+        return self
+
+
+class MlpParams(KerasParams):
+    """A dense network on MNIST. Give `hidden_units`, or `depth` and `width`; default [512]."""
+
+    hidden_units: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_HIDDEN_LAYERS,
+        description="Width of each hidden layer, e.g. [500, 300].",
+    )
+    depth: int | None = Field(
+        None, ge=1, le=MAX_HIDDEN_LAYERS, exclude=True, description="Hidden layers (with width)."
+    )
+    width: int | None = Field(
+        None, ge=1, le=MAX_WIDTH, exclude=True, description="Units per hidden layer (with depth)."
+    )
+    activation: HiddenActivation = Field("relu", description="Activation of the hidden layers.")
+    first_activation: HiddenActivation | None = Field(
+        None, description="A different activation for the first hidden layer."
+    )
+    dropout_rate: float = Field(0.2, ge=0, lt=1, description="Dropout after each hidden layer.")
+    l2: float = Field(0.0, ge=0, le=1, description="L2 weight decay on hidden-layer kernels.")
+    optimizer: Literal["sgd", "adam", "adadelta", "rmsprop"] = "sgd"
+    learning_rate: float = Field(0.01, gt=0, le=10)
+
+    @model_validator(mode="after")
+    def _one_way_to_give_layers(self) -> Self:
+        by_shape = self.depth is not None or self.width is not None
+        if self.hidden_units is not None and by_shape:
+            raise ValueError("Give hidden_units, or depth and width, not both.")
+        if by_shape:
+            if self.depth is None or self.width is None:
+                raise ValueError("depth and width go together: give both, e.g. depth=5, width=32.")
+            self.hidden_units = [self.width] * self.depth
+        elif self.hidden_units is None:
+            self.hidden_units = [512]
+        return self
+
+
 @dataclass(frozen=True)
 class JobKind:
     name: str
     description: str
     params_model: type[KindParams]
-    entry_point: str  # "module:function", called as function(**params, progress=reporter)
+    # "module:function", called as function(**params, **resources, progress=reporter)
+    entry_point: str
     uses_tensorflow: bool
+    # Settings the function needs besides its params: "mnist_path", "svhn_dir".
+    resources: tuple[str, ...] = ()
+    # Whether it saves a model into a `model_dir` it is given, to be registered on success.
+    produces_model: bool = False
 
 
 JOB_KINDS: dict[str, JobKind] = {
@@ -63,6 +140,18 @@ JOB_KINDS: dict[str, JobKind] = {
             params_model=BackpropParams,
             entry_point="training.graph.course_network:train_course_network",
             uses_tensorflow=False,
+        ),
+        JobKind(
+            name="mlp",
+            description=(
+                "A multilayer perceptron on MNIST: any depth, width and hidden activation, "
+                "dropout, L2 weight decay, and a choice of optimizer."
+            ),
+            params_model=MlpParams,
+            entry_point="training.mlp:train_mlp",
+            uses_tensorflow=True,
+            resources=("mnist_path",),
+            produces_model=True,
         ),
     ]
 }
@@ -98,14 +187,14 @@ def validate_params(kind: JobKind, params: dict[str, Any]) -> dict[str, Any]:
         errors = [
             {
                 "loc": ["body", "params", *item["loc"]],
-                "msg": item["msg"],
+                "msg": item["msg"].removeprefix("Value error, "),
                 "type": item["type"],
             }
             for item in error.errors()
         ]
         fields = "; ".join(
-            f"params.{'.'.join(str(part) for part in item['loc']) or '(root)'}: {item['msg']}"
-            for item in error.errors()
+            f"{'.'.join(str(part) for part in item['loc'][1:])}: {item['msg'].rstrip('.')}"
+            for item in errors
         )
         raise InvalidJobError(
             f"Invalid parameters for job kind {kind.name!r}: {fields}. "

@@ -4,6 +4,8 @@ Layout (all under the `jobs:` / `job:` prefixes, beside Celery's own keys):
 - `job:{id}`: a hash with the record's fields (JSON for structured ones, epoch seconds for times);
 - `jobs:all`, `jobs:kind:{kind}`, `jobs:status:{status}`: sorted sets of ids scored by creation
   time, for listing newest first with filters;
+- `job:{id}:history`, `job:{id}:gradients`: lists of JSON entries, one per epoch, appended while
+  the job runs;
 - `job:{id}:heartbeat`: a key with a TTL that the process running the job keeps refreshing.
   A running job whose heartbeat has expired was lost with its worker and is marked failed.
 
@@ -127,6 +129,20 @@ class JobStore:
 
     def report_progress(self, job_id: str, progress: dict[str, Any]) -> None:
         self.redis.hset(_job_key(job_id), "progress", json.dumps(progress))
+
+    def append_entry(self, job_id: str, series: str, entry: dict[str, Any]) -> None:
+        """Append one entry to the job's `history` or `gradients` series."""
+        self.redis.rpush(_series_key(job_id, series), json.dumps(entry))
+
+    def entries(self, job_id: str, series: str) -> list[dict[str, Any]]:
+        """The job's `history` or `gradients` series so far; `NotFoundError` for unknown jobs."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(_job_key(job_id))
+        pipe.lrange(_series_key(job_id, series), 0, -1)
+        exists, raw = pipe.execute()
+        if not exists:
+            self.get(job_id)  # raises NotFoundError with the usual message
+        return [json.loads(item) for item in raw]
 
     def is_cancel_requested(self, job_id: str) -> bool:
         return self.redis.hget(_job_key(job_id), "cancel_requested") == "1"
@@ -253,6 +269,15 @@ def _job_key(job_id: str) -> str:
 
 def _heartbeat_key(job_id: str) -> str:
     return f"job:{job_id}:heartbeat"
+
+
+SERIES = ("history", "gradients")
+
+
+def _series_key(job_id: str, series: str) -> str:
+    if series not in SERIES:
+        raise ValueError(f"Unknown series {series!r}; expected one of {SERIES}.")
+    return f"job:{job_id}:{series}"
 
 
 def _decode(raw: dict[str, str]) -> JobRecord:

@@ -8,15 +8,17 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from redis import Redis
 
 from service.jobs.kinds import JOB_KINDS, JobKind
-from service.jobs.schemas import JobStatus
+from service.jobs.schemas import JobRecord, JobStatus
 from service.jobs.store import JobStore
-from service.settings import get_settings
+from service.models.store import ModelStore
+from service.settings import Settings, get_settings
 from training.progress import TrainingCancelled
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,12 @@ class StoreReporter:
         if self.store.is_cancel_requested(self.job_id):
             raise TrainingCancelled(f"Job {self.job_id} was cancelled.")
 
+    def record_epoch(self, entry: dict[str, Any]) -> None:
+        self.store.append_entry(self.job_id, "history", entry)
+
+    def record_gradients(self, entry: dict[str, Any]) -> None:
+        self.store.append_entry(self.job_id, "gradients", entry)
+
 
 class Heartbeat:
     """A daemon thread that keeps the job's heartbeat key alive while the job runs."""
@@ -88,39 +96,72 @@ def run_job(job_id: str, worker_hostname: str) -> None:
     `worker_hostname` is the Celery node name, as `GET /health` lists the worker.
     """
     settings = get_settings()
-    store = JobStore(
-        Redis.from_url(settings.redis_url, decode_responses=True), settings.heartbeat_ttl_seconds
-    )
+    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    store = JobStore(redis, settings.heartbeat_ttl_seconds)
+    models = ModelStore(redis, settings.artifacts_dir)
     record = store.start(job_id, hostname=worker_hostname, pid=os.getpid())
     if record is None:
         logger.info("Job %s is no longer queued (cancelled or already handled); skipping.", job_id)
         return
     kind = JOB_KINDS[record.kind]
     logger.info("Job %s (%s) started with params %s", job_id, kind.name, record.params)
+    model_id = uuid.uuid4().hex if kind.produces_model else None
     reporter = StoreReporter(store, job_id)
     with Heartbeat(store, job_id, settings.heartbeat_seconds):
         try:
-            result = _entry_point(kind)(**record.params, progress=reporter)
+            arguments = _arguments(kind, record, settings, models, model_id)
+            result = _entry_point(kind)(**arguments, progress=reporter)
         except TrainingCancelled:
             reporter.flush()
+            _discard(models, model_id)
             store.finish(job_id, JobStatus.CANCELLED)
             logger.info("Job %s cancelled.", job_id)
             return
         except Exception as error:
             reporter.flush()
+            _discard(models, model_id)
             logger.exception("Job %s failed.", job_id)
             store.finish(job_id, JobStatus.FAILED, error=f"{type(error).__name__}: {error}")
             return
     reporter.flush()
+    if model_id is not None:
+        result["model_id"] = model_id
     if not store.finish(job_id, JobStatus.SUCCEEDED, result=result):
+        _discard(models, model_id)
         logger.warning("Job %s finished but was no longer running; result not stored.", job_id)
-    else:
-        logger.info("Job %s succeeded.", job_id)
+        return
+    if model_id is not None:
+        metrics = {name: value for name, value in result.items() if name.startswith("test_")}
+        models.register(
+            model_id, kind.name, job_id, record.params, metrics, result.get("files", {})
+        )
+    logger.info("Job %s succeeded.", job_id)
+
+
+def _arguments(
+    kind: JobKind,
+    record: JobRecord,
+    settings: Settings,
+    models: ModelStore,
+    model_id: str | None,
+) -> dict[str, Any]:
+    """The training function's keyword arguments: params, the resources it needs, model_dir."""
+    available = {"mnist_path": settings.mnist_path, "svhn_dir": settings.svhn_dir}
+    arguments = {**record.params, **{name: available[name] for name in kind.resources}}
+    if model_id is not None:
+        arguments["model_dir"] = models.model_dir(model_id)
+    return arguments
+
+
+def _discard(models: ModelStore, model_id: str | None) -> None:
+    if model_id is not None:
+        models.discard_files(model_id)
 
 
 def _entry_point(kind: JobKind) -> Callable[..., Any]:
     """Import the kind's training function, setting up GPUs first for TensorFlow kinds."""
     if kind.uses_tensorflow:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep C++ info chatter out of logs
         from training.devices import configure_gpus
 
         configure_gpus()

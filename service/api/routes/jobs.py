@@ -1,6 +1,6 @@
 """Training jobs: submit, inspect, list and cancel."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -59,6 +59,18 @@ def list_job_kinds() -> list[JobKindInfo]:
 def get_job(job_id: str, store: JobStoreDep) -> JobRecord:
     """Get one job: status, progress, result or error, and timestamps."""
     return store.get(job_id)
+
+
+@router.get("/{job_id}/history", response_model=list[dict[str, Any]])
+def get_job_history(job_id: str, store: JobStoreDep) -> list[dict[str, Any]]:
+    """Per-epoch losses and metrics (val_ ones too), learning rate and seconds, so far."""
+    return store.entries(job_id, "history")
+
+
+@router.get("/{job_id}/gradients", response_model=list[dict[str, Any]])
+def get_job_gradients(job_id: str, store: JobStoreDep) -> list[dict[str, Any]]:
+    """Per-layer gradient statistics on a fixed probe batch: untrained (epoch 0), then per epoch."""
+    return store.entries(job_id, "gradients")
 
 
 @router.post(

@@ -1,0 +1,127 @@
+"""The model registry: each stored model's record in Redis and its files on disk.
+
+- `model:{id}`: a hash with the record (JSON for structured fields);
+- `models:all`, `models:kind:{kind}`: sorted sets of ids by creation time, newest last;
+- files: `ARTIFACTS_DIR/models/{id}/model.keras` and `model.h5`.
+
+Model ids are 32 lowercase hex digits; anything else is rejected before a path is built, so
+an id can never point outside the model store.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from redis import Redis
+
+from service.errors import NotFoundError
+
+MODEL_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+ModelFormat = Literal["keras", "h5"]
+_JSON_FIELDS = ("params", "metrics", "files")
+
+
+class ModelRecord(BaseModel):
+    id: str
+    kind: str
+    job_id: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    files: dict[str, str]
+    created_at: datetime
+
+
+class ModelStore:
+    def __init__(self, redis: Redis, artifacts_dir: Path) -> None:
+        self.redis = redis
+        self.root = Path(artifacts_dir).resolve() / "models"
+
+    def model_dir(self, model_id: str) -> Path:
+        """The folder holding the model's files; `NotFoundError` for a malformed id."""
+        if not MODEL_ID_PATTERN.match(model_id):
+            raise NotFoundError(_not_found_message(model_id))
+        return self.root / model_id
+
+    def register(
+        self,
+        model_id: str,
+        kind: str,
+        job_id: str,
+        params: dict[str, Any],
+        metrics: dict[str, Any],
+        files: dict[str, str],
+    ) -> ModelRecord:
+        """Record a model whose files are already in `model_dir(model_id)`."""
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(
+            f"model:{model_id}",
+            mapping={
+                "id": model_id,
+                "kind": kind,
+                "job_id": job_id,
+                "params": json.dumps(params),
+                "metrics": json.dumps(metrics),
+                "files": json.dumps(files),
+                "created_at": repr(now),
+            },
+        )
+        pipe.zadd("models:all", {model_id: now})
+        pipe.zadd(f"models:kind:{kind}", {model_id: now})
+        pipe.execute()
+        return self.get(model_id)
+
+    def discard_files(self, model_id: str) -> None:
+        """Remove files of a model that will not be registered (its job did not succeed)."""
+        shutil.rmtree(self.model_dir(model_id), ignore_errors=True)
+
+    def get(self, model_id: str) -> ModelRecord:
+        raw = self.redis.hgetall(f"model:{model_id}") if MODEL_ID_PATTERN.match(model_id) else {}
+        if not raw:
+            raise NotFoundError(_not_found_message(model_id))
+        return _decode(raw)
+
+    def list(
+        self, kind: str | None = None, limit: int = 20, offset: int = 0
+    ) -> tuple[list[ModelRecord], int]:
+        """One page of models, newest first, and how many match in all."""
+        index = f"models:kind:{kind}" if kind else "models:all"
+        total = self.redis.zcard(index)
+        ids = self.redis.zrevrange(index, offset, offset + limit - 1)
+        pipe = self.redis.pipeline(transaction=False)
+        for model_id in ids:
+            pipe.hgetall(f"model:{model_id}")
+        return [_decode(raw) for raw in pipe.execute() if raw], total
+
+    def file_path(self, record: ModelRecord, model_format: ModelFormat) -> Path:
+        """The stored file of the model in `model_format`; `NotFoundError` if there is none."""
+        file_name = record.files.get(model_format)
+        path = self.model_dir(record.id) / file_name if file_name else None
+        if path is None or not path.is_file():
+            raise NotFoundError(
+                f"Model {record.id!r} has no {model_format!r} file in the model store "
+                f"(formats recorded: {sorted(record.files)})."
+            )
+        return path
+
+
+def _not_found_message(model_id: str) -> str:
+    return (
+        f"No model with id {model_id!r}. List stored models with GET /models; a job that "
+        f"trains a model names it in its result's 'model_id'."
+    )
+
+
+def _decode(raw: dict[str, str]) -> ModelRecord:
+    values: dict[str, Any] = dict(raw)
+    for field in _JSON_FIELDS:
+        values[field] = json.loads(values[field])
+    values["created_at"] = datetime.fromtimestamp(float(values["created_at"]), tz=UTC)
+    return ModelRecord.model_validate(values)

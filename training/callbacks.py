@@ -1,0 +1,123 @@
+"""Keras callbacks that connect `fit()` to a `ProgressReporter`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training.progress import ProgressReporter
+
+
+class ReportingCallback(keras.callbacks.Callback):
+    """Reports batch progress, records each epoch's history, and stops the run when cancelled.
+
+    Cancellation is checked after every batch, so a cancelled job stops at the end of its
+    current batch; the epochs recorded so far stay recorded.
+    """
+
+    def __init__(self, progress: ProgressReporter, epochs: int, batches_per_epoch: int) -> None:
+        super().__init__()
+        self.progress = progress
+        self.epochs = epochs
+        self.batches_per_epoch = batches_per_epoch
+        self._epoch = 0
+        self._epoch_started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch + 1
+        self._epoch_started = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.progress.report(
+            epoch=self._epoch, epochs=self.epochs, batch=batch + 1, batches=self.batches_per_epoch
+        )
+        self.progress.check_cancelled()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        entry: dict[str, Any] = {"epoch": epoch + 1}
+        entry.update({name: float(value) for name, value in (logs or {}).items()})
+        entry["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+        entry["seconds"] = time.perf_counter() - self._epoch_started
+        self.progress.record_epoch(entry)
+
+
+class GradientStatsCallback(keras.callbacks.Callback):
+    """Records per-layer gradient statistics on a fixed probe batch: untrained, then per epoch.
+
+    One probe batch per epoch, not every batch, so the cost is one extra forward and backward
+    pass per epoch.
+    """
+
+    def __init__(
+        self,
+        progress: ProgressReporter,
+        probe_inputs: np.ndarray,
+        probe_targets: np.ndarray,
+        loss_fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+    ) -> None:
+        super().__init__()
+        self.progress = progress
+        self.probe_inputs = probe_inputs
+        self.probe_targets = probe_targets
+        self.loss_fn = loss_fn
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._record(0)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._record(epoch + 1)
+
+    def _record(self, epoch: int) -> None:
+        layers = gradient_statistics(
+            self.model, self.probe_inputs, self.probe_targets, self.loss_fn
+        )
+        self.progress.record_gradients({"epoch": epoch, "layers": layers})
+
+
+def gradient_statistics(
+    model: keras.Model,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    loss_fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+) -> list[dict[str, Any]]:
+    """Max |g|, mean |g| and L2 norm of the loss gradient for each trainable weight.
+
+    The loss is `loss_fn` averaged over the batch plus the model's regularization losses, with
+    the model in inference mode (no dropout) so the probe is deterministic. Layers are numbered
+    by `depth`, 1 for the first layer that has trainable weights.
+    """
+    with tf.GradientTape() as tape:
+        predictions = model(inputs, training=False)
+        loss = tf.reduce_mean(loss_fn(targets, predictions))
+        if model.losses:
+            loss += tf.add_n(model.losses)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    by_variable = {id(v): g for v, g in zip(model.trainable_variables, gradients, strict=True)}
+
+    statistics = []
+    depth = 0
+    for layer in model.layers:
+        if not layer.trainable_weights:
+            continue
+        depth += 1
+        for weight in layer.trainable_weights:
+            gradient = by_variable.get(id(weight))
+            if gradient is None:
+                continue
+            values = np.abs(np.asarray(gradient, dtype=np.float64)).ravel()
+            statistics.append(
+                {
+                    "layer": layer.name,
+                    "depth": depth,
+                    "parameter": weight.name,
+                    "max_abs": float(values.max()),
+                    "mean_abs": float(values.mean()),
+                    "l2_norm": float(np.sqrt(np.sum(values * values))),
+                }
+            )
+    return statistics

@@ -1,0 +1,1 @@
+"""Dataset loaders: each reads a local copy when given one and downloads otherwise."""

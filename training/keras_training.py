@@ -1,0 +1,114 @@
+"""What every Keras job shares: seeding, optimizers, fit() with the reporting callbacks,
+test metrics with a confusion matrix, and saving in both formats."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training.callbacks import GradientStatsCallback, ReportingCallback
+from training.progress import ProgressReporter, SilentReporter
+
+OPTIMIZERS = {
+    "sgd": keras.optimizers.SGD,
+    "adam": keras.optimizers.Adam,
+    "adadelta": keras.optimizers.Adadelta,
+    "rmsprop": keras.optimizers.RMSprop,
+}
+PROBE_SIZE = 256  # the fixed probe batch for gradient statistics: the first training examples
+MODEL_FILES = {"keras": "model.keras", "h5": "model.h5"}
+
+
+def seed_everything(seed: int | None) -> None:
+    """With a seed, make a CPU run repeatable: same initial weights, shuffles and dropout."""
+    if seed is None:
+        return
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    try:
+        return OPTIMIZERS[name](learning_rate=learning_rate)
+    except KeyError:
+        raise ValueError(
+            f"Unknown optimizer {name!r}. Expected one of: {', '.join(OPTIMIZERS)}."
+        ) from None
+
+
+def use_mixed_precision(enabled: bool) -> None:
+    """float16 compute with float32 weights where a GPU supports it; float32 otherwise."""
+    keras.mixed_precision.set_global_policy("mixed_float16" if enabled else "float32")
+
+
+def fit_classifier(
+    model: keras.Model,
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    *,
+    optimizer: keras.optimizers.Optimizer,
+    batch_size: int,
+    epochs: int,
+    validation_split: float,
+    progress: ProgressReporter | None = None,
+    extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
+    num_classes: int = 10,
+) -> dict[str, Any]:
+    """Train a softmax classifier with integer labels and measure it on the test set.
+
+    Records history and gradient statistics through `progress`; returns the test loss,
+    accuracy and confusion matrix (rows: true class, columns: predicted class).
+    """
+    progress = progress or SilentReporter()
+    train_x, train_y = train
+    test_x, test_y = test
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    fit_examples = len(train_x) - int(len(train_x) * validation_split)
+    callbacks = [
+        ReportingCallback(progress, epochs, math.ceil(fit_examples / batch_size)),
+        GradientStatsCallback(
+            progress,
+            train_x[:PROBE_SIZE],
+            train_y[:PROBE_SIZE],
+            keras.losses.sparse_categorical_crossentropy,
+        ),
+        *extra_callbacks,
+    ]
+    model.fit(
+        train_x,
+        train_y,
+        batch_size=batch_size,
+        epochs=epochs,
+        validation_split=validation_split,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    test_loss, test_accuracy = model.evaluate(test_x, test_y, batch_size=1024, verbose=0)
+    predicted = np.argmax(model.predict(test_x, batch_size=1024, verbose=0), axis=1)
+    return {
+        "test_loss": float(test_loss),
+        "test_accuracy": float(test_accuracy),
+        "confusion_matrix": confusion_matrix(test_y, predicted, num_classes).tolist(),
+        "epochs_run": len(model.history.epoch) if model.history else 0,
+    }
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts of (true class, predicted class) pairs."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
+    return matrix
+
+
+def save_model(model: keras.Model, model_dir: Path | str) -> dict[str, str]:
+    """Save in Keras' native format and as .h5 (which the course requires); return file names."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for file_name in MODEL_FILES.values():
+        model.save(model_dir / file_name)
+    return dict(MODEL_FILES)
