@@ -1,6 +1,7 @@
 """Shared fixtures: a real API and a real Celery worker on a Redis DB reserved for tests."""
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,11 +33,27 @@ def mnist_path() -> Path:
     return path
 
 
+SVHN_SAMPLE = REPO_ROOT.parent / "shared/data/svhn_small.mat"
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
+def svhn_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder laid out like SVHN's downloads, both splits holding the 50 real sample crops."""
+    if not SVHN_SAMPLE.is_file():
+        pytest.skip(f"No SVHN sample at {SVHN_SAMPLE}.")
+    folder = tmp_path_factory.mktemp("svhn")
+    for name in ("train_32x32.mat", "test_32x32.mat"):
+        shutil.copy(SVHN_SAMPLE, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, svhn_dir: Path) -> Iterator[ServiceStack]:
     """The API and one worker, started once for the session."""
     mnist = find_mnist()
-    settings = {"MNIST_PATH": str(mnist)} if mnist else {}
+    settings = {"SVHN_DIR": str(svhn_dir)}
+    if mnist:
+        settings["MNIST_PATH"] = str(mnist)
     service = ServiceStack(STACK_DB, tmp_path_factory.mktemp("stack"), **settings).start()
     yield service
     service.stop()

@@ -105,3 +105,11 @@ def test_status_indexes_follow_every_transition(store):
     assert ids(kind="other") == []
     _, total = store.list(status=JobStatus.QUEUED, kind="backprop", limit=1)
     assert total == 1
+
+
+def test_a_late_heartbeat_cannot_revive_a_finished_job(store):
+    job = store.create("backprop", {})
+    store.start(job.id, hostname="w@h", pid=1)
+    store.finish(job.id, JobStatus.SUCCEEDED, result={})
+    store.heartbeat(job.id)
+    assert not store.redis.exists(f"job:{job.id}:heartbeat")

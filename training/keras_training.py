@@ -54,12 +54,15 @@ def fit_classifier(
     optimizer: keras.optimizers.Optimizer,
     batch_size: int,
     epochs: int,
-    validation_split: float,
+    validation_split: float = 0.0,
+    validation_data: tuple[np.ndarray, np.ndarray] | None = None,
     progress: ProgressReporter | None = None,
     extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
     num_classes: int = 10,
 ) -> dict[str, Any]:
     """Train a softmax classifier with integer labels and measure it on the test set.
+
+    Validation data is either the last `validation_split` of `train` or `validation_data`.
 
     Records history and gradient statistics through `progress`; returns the test loss,
     accuracy and confusion matrix (rows: true class, columns: predicted class).
@@ -85,6 +88,7 @@ def fit_classifier(
         batch_size=batch_size,
         epochs=epochs,
         validation_split=validation_split,
+        validation_data=validation_data,
         callbacks=callbacks,
         verbose=0,
     )

@@ -47,11 +47,20 @@ class BackpropParams(KindParams):
     )
 
 
-class KerasParams(KindParams):
+class TrainingParams(KindParams):
     """What every Keras training kind accepts."""
 
     batch_size: int = Field(128, ge=1, le=8192, description="Examples per gradient step.")
     epochs: int = Field(10, ge=1, le=MAX_EPOCHS, description="Passes over the training data.")
+    seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="Makes a CPU run repeatable when set."
+    )
+    mixed_precision: bool = Field(False, description="float16 compute on GPUs that support it.")
+
+
+class MnistParams(TrainingParams):
+    """Training on MNIST, with the last part of the training data held out for validation."""
+
     validation_split: float = Field(
         0.1, ge=0, lt=1, description="Fraction of the training data held out for val_ metrics."
     )
@@ -61,10 +70,6 @@ class KerasParams(KindParams):
     test_limit: int | None = Field(
         None, ge=1, le=10000, description="Test on only the first N test examples."
     )
-    seed: int | None = Field(
-        None, ge=0, le=2**32 - 1, description="Makes a CPU run repeatable when set."
-    )
-    mixed_precision: bool = Field(False, description="float16 compute on GPUs that support it.")
 
     @model_validator(mode="after")
     def _leaves_examples_to_train_on(self) -> Self:
@@ -76,7 +81,7 @@ class KerasParams(KindParams):
         return self
 
 
-class MlpParams(KerasParams):
+class MlpParams(MnistParams):
     """A dense network on MNIST. Give `hidden_units`, or `depth` and `width`; default [512]."""
 
     hidden_units: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] | None = Field(
@@ -111,6 +116,53 @@ class MlpParams(KerasParams):
             self.hidden_units = [self.width] * self.depth
         elif self.hidden_units is None:
             self.hidden_units = [512]
+        return self
+
+
+class CnnParams(MnistParams):
+    """The MNIST digit classifier: 3x3 conv + batch norm + ReLU + 2x2 pooling blocks, then dense."""
+
+    conv_filters: list[Annotated[int, Field(ge=1, le=512)]] = Field(
+        [32, 64, 128],
+        min_length=1,
+        max_length=4,
+        description="Filters of each convolutional block (at most 4: the image halves each time).",
+    )
+    dense_units: int = Field(128, ge=1, le=MAX_WIDTH)
+    dropout_rate: float = Field(0.4, ge=0, lt=1)
+    augment: bool = Field(True, description="Shift training images by up to 2 pixels.")
+    learning_rate: float = Field(
+        0.002, gt=0, le=10, description="Adam's initial rate (cosine decay)."
+    )
+    epochs: int = Field(8, ge=1, le=MAX_EPOCHS)
+
+
+class SvhnParams(TrainingParams):
+    """The course's fixed SVHN CNN (9, 36, 49 filters of 3x3, each with 3x3 max pooling)."""
+
+    validation_size: int = Field(
+        7326, ge=1, le=73256, description="Validation images drawn at random from training."
+    )
+    patience: int = Field(3, ge=1, le=50, description="Early-stopping patience on val_loss.")
+    optimizer: Literal["sgd", "adam", "adadelta", "rmsprop"] = "adam"
+    learning_rate: float = Field(0.001, gt=0, le=10)
+    epochs: int = Field(
+        30, ge=1, le=MAX_EPOCHS, description="At most; early stopping may end sooner."
+    )
+    train_limit: int | None = Field(
+        None, ge=2, le=73257, description="Use only the first N training images."
+    )
+    test_limit: int | None = Field(
+        None, ge=1, le=26032, description="Test on only the first N test images."
+    )
+
+    @model_validator(mode="after")
+    def _leaves_images_to_train_on(self) -> Self:
+        if self.train_limit is not None and self.validation_size >= self.train_limit:
+            raise ValueError(
+                f"validation_size={self.validation_size} leaves nothing to train on with "
+                f"train_limit={self.train_limit}; lower validation_size or raise train_limit."
+            )
         return self
 
 
@@ -151,6 +203,30 @@ JOB_KINDS: dict[str, JobKind] = {
             entry_point="training.mlp:train_mlp",
             uses_tensorflow=True,
             resources=("mnist_path",),
+            produces_model=True,
+        ),
+        JobKind(
+            name="cnn",
+            description=(
+                "The convolutional handwritten-digit classifier for MNIST; its defaults reach "
+                "at least 99.3% test accuracy on the full data set."
+            ),
+            params_model=CnnParams,
+            entry_point="training.cnn:train_cnn",
+            uses_tensorflow=True,
+            resources=("mnist_path",),
+            produces_model=True,
+        ),
+        JobKind(
+            name="svhn_cnn",
+            description=(
+                "The course's fixed-topology CNN for SVHN house-number digits, with early "
+                "stopping on a validation set drawn at random from the training set."
+            ),
+            params_model=SvhnParams,
+            entry_point="training.svhn_cnn:train_svhn_cnn",
+            uses_tensorflow=True,
+            resources=("svhn_dir",),
             produces_model=True,
         ),
     ]

@@ -6,8 +6,9 @@ Layout (all under the `jobs:` / `job:` prefixes, beside Celery's own keys):
   time, for listing newest first with filters;
 - `job:{id}:history`, `job:{id}:gradients`: lists of JSON entries, one per epoch, appended while
   the job runs;
-- `job:{id}:heartbeat`: a key with a TTL that the process running the job keeps refreshing.
-  A running job whose heartbeat has expired was lost with its worker and is marked failed.
+- `job:{id}:heartbeat`: a key with a TTL, set when the job starts and refreshed by its worker's
+  parent process. A running job whose heartbeat has expired was lost with its worker and is
+  marked failed.
 
 Every status change goes through one Lua script, so it is atomic and only happens from the
 statuses the caller allows: a job cancelled while queued can never start, and a job failed as
@@ -148,8 +149,12 @@ class JobStore:
         return self.redis.hget(_job_key(job_id), "cancel_requested") == "1"
 
     def heartbeat(self, job_id: str) -> None:
-        """Tell the store the job's process is still alive."""
-        self.redis.set(_heartbeat_key(job_id), "1", px=self.heartbeat_ttl_ms)
+        """Tell the store the job's worker is still alive.
+
+        Only refreshes a heartbeat that `start` created and no status change has removed, so a
+        late beat can never make a finished or lost job look alive again.
+        """
+        self.redis.set(_heartbeat_key(job_id), "1", px=self.heartbeat_ttl_ms, xx=True)
 
     # Status changes
 

@@ -1,8 +1,12 @@
 """Worker start-up and shutdown, in the worker's parent process.
 
 On start the worker asks a short-lived subprocess which GPUs TensorFlow sees (the parent must
-never import TensorFlow: it is not fork-safe and would hold GPU memory), logs the answer, and
-keeps a liveness record in Redis that `GET /health` counts.
+never import TensorFlow: it is not fork-safe and would hold GPU memory) and logs the answer.
+While it runs, a thread in the parent keeps the worker's liveness record in Redis (counted by
+`GET /health`) and the heartbeats of the jobs its pool is running. The parent does this rather
+than the child running the job because a child can hold Python's GIL for seconds (loading
+TensorFlow's libraries does), which would starve a heartbeat thread of its own; and a child
+that dies leaves Celery's active requests, so its job's heartbeat stops and the job is failed.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ import time
 from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
+from celery.worker import state as worker_state
 from redis import Redis
 
+from service.jobs.store import JobStore
 from service.settings import get_settings
+from service.worker.celery_app import RUN_JOB_TASK
 from service.worker.registry import worker_key
 
 logger = logging.getLogger(__name__)
@@ -43,12 +50,22 @@ def probe_gpus() -> list[str] | None:
         return None
 
 
+def running_job_ids() -> list[str]:
+    """Ids of the jobs this worker's pool is running now (per Celery's own bookkeeping)."""
+    return [
+        request.args[0]
+        for request in list(worker_state.active_requests)
+        if request.name == RUN_JOB_TASK and request.args
+    ]
+
+
 class WorkerPresence:
-    """Keeps `workers:{hostname}` alive in Redis while the worker runs."""
+    """Keeps `workers:{hostname}` and the heartbeats of this worker's running jobs alive."""
 
     def __init__(self, hostname: str, queues: list[str]) -> None:
         settings = get_settings()
         self.redis = Redis.from_url(settings.redis_url, decode_responses=True)
+        self.jobs = JobStore(self.redis, settings.heartbeat_ttl_seconds)
         self.key = worker_key(hostname)
         self.interval = settings.heartbeat_seconds
         self.ttl_ms = int(settings.heartbeat_ttl_seconds * 1000)
@@ -59,39 +76,42 @@ class WorkerPresence:
             "started_at": time.time(),
             "gpus": None,  # filled in once the probe answers
         }
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="worker-presence", daemon=True)
+        self._leaving = threading.Event()
+        self._beats = threading.Thread(target=self._beat, name="worker-presence", daemon=True)
+        self._probe = threading.Thread(target=self._probe_gpus, name="gpu-probe", daemon=True)
 
     def start(self) -> None:
-        self._thread.start()
+        self._beats.start()
+        self._probe.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        """Withdraw the liveness record. Job heartbeats go on while a job finishes."""
+        self._leaving.set()
         try:
             self.redis.delete(self.key)
         except Exception:
             logger.warning("Could not remove the worker record %s", self.key, exc_info=True)
 
-    def _run(self) -> None:
-        self._publish()
+    def _probe_gpus(self) -> None:
         gpus = probe_gpus()
         if gpus:
             logger.info("Worker sees %d GPU(s): %s; training uses the GPU.", len(gpus), gpus)
         elif gpus == []:
             logger.info("Worker sees no GPU; training runs on the CPU.")
         self.info["gpus"] = gpus
-        while not self._stop.is_set():
-            self._publish()
-            self._stop.wait(self.interval)
 
-    def _publish(self) -> None:
-        # Checked live so /health can prove the parent never imported TensorFlow.
-        self.info["tensorflow_in_parent"] = "tensorflow" in sys.modules
-        try:
-            self.redis.set(self.key, json.dumps(self.info), px=self.ttl_ms)
-        except Exception:
-            logger.warning("Could not publish the worker record %s", self.key, exc_info=True)
+    def _beat(self) -> None:
+        while True:
+            try:
+                if not self._leaving.is_set():
+                    # Checked live so /health can show the parent never imported TensorFlow.
+                    self.info["tensorflow_in_parent"] = "tensorflow" in sys.modules
+                    self.redis.set(self.key, json.dumps(self.info), px=self.ttl_ms)
+                for job_id in running_job_ids():
+                    self.jobs.heartbeat(job_id)
+            except Exception:
+                logger.warning("Could not publish worker and job heartbeats", exc_info=True)
+            time.sleep(self.interval)
 
 
 _presence: WorkerPresence | None = None

@@ -1,12 +1,11 @@
-"""Runs one stored job inside a worker child process: start it, keep its heartbeat, report its
-progress, honour cancellation, and store how it ended."""
+"""Runs one stored job inside a worker child process: start it, report its progress, honour
+cancellation, and store how it ended. (Its heartbeat comes from the worker's parent process.)"""
 
 from __future__ import annotations
 
 import importlib
 import logging
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -65,31 +64,6 @@ class StoreReporter:
         self.store.append_entry(self.job_id, "gradients", entry)
 
 
-class Heartbeat:
-    """A daemon thread that keeps the job's heartbeat key alive while the job runs."""
-
-    def __init__(self, store: JobStore, job_id: str, interval: float) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._beat, args=(store, job_id, interval), name="job-heartbeat", daemon=True
-        )
-
-    def _beat(self, store: JobStore, job_id: str, interval: float) -> None:
-        while not self._stop.wait(interval):
-            try:
-                store.heartbeat(job_id)
-            except Exception:  # a blip must not kill the job; a long outage fails it as lost
-                logger.warning("Could not refresh the heartbeat of job %s", job_id, exc_info=True)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def run_job(job_id: str, worker_hostname: str) -> None:
     """Run the stored job `job_id` to its end, recording the outcome in the store.
 
@@ -107,22 +81,21 @@ def run_job(job_id: str, worker_hostname: str) -> None:
     logger.info("Job %s (%s) started with params %s", job_id, kind.name, record.params)
     model_id = uuid.uuid4().hex if kind.produces_model else None
     reporter = StoreReporter(store, job_id)
-    with Heartbeat(store, job_id, settings.heartbeat_seconds):
-        try:
-            arguments = _arguments(kind, record, settings, models, model_id)
-            result = _entry_point(kind)(**arguments, progress=reporter)
-        except TrainingCancelled:
-            reporter.flush()
-            _discard(models, model_id)
-            store.finish(job_id, JobStatus.CANCELLED)
-            logger.info("Job %s cancelled.", job_id)
-            return
-        except Exception as error:
-            reporter.flush()
-            _discard(models, model_id)
-            logger.exception("Job %s failed.", job_id)
-            store.finish(job_id, JobStatus.FAILED, error=f"{type(error).__name__}: {error}")
-            return
+    try:
+        arguments = _arguments(kind, record, settings, models, model_id)
+        result = _entry_point(kind)(**arguments, progress=reporter)
+    except TrainingCancelled:
+        reporter.flush()
+        _discard(models, model_id)
+        store.finish(job_id, JobStatus.CANCELLED)
+        logger.info("Job %s cancelled.", job_id)
+        return
+    except Exception as error:
+        reporter.flush()
+        _discard(models, model_id)
+        logger.exception("Job %s failed.", job_id)
+        store.finish(job_id, JobStatus.FAILED, error=f"{type(error).__name__}: {error}")
+        return
     reporter.flush()
     if model_id is not None:
         result["model_id"] = model_id

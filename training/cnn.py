@@ -1,0 +1,97 @@
+"""The convolutional handwritten-digit classifier for MNIST."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+from keras import layers
+
+from training.data.mnist import load_mnist
+from training.keras_training import (
+    fit_classifier,
+    save_model,
+    seed_everything,
+    use_mixed_precision,
+)
+from training.progress import ProgressReporter
+
+DEFAULT_CONV_FILTERS = (32, 64, 128)
+
+
+def build_mnist_cnn(
+    conv_filters: Sequence[int] = DEFAULT_CONV_FILTERS,
+    dense_units: int = 128,
+    dropout_rate: float = 0.4,
+    augment: bool = True,
+) -> keras.Model:
+    """Raw 28x28 images (0..255) -> 10 softmax outputs.
+
+    Each block is a 3x3 convolution, batch normalization, ReLU and 2x2 max pooling; then
+    dropout, a dense layer, dropout and the softmax. With `augment`, training images are shifted
+    by up to 2 pixels (inactive at inference).
+    """
+    if not conv_filters:
+        raise ValueError("The CNN needs at least one convolutional block, e.g. [32, 64].")
+    inputs = keras.Input(shape=(28, 28), name="image")
+    x = layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    x = layers.Reshape((28, 28, 1), name="add_channel")(x)
+    if augment:
+        x = layers.RandomTranslation(0.08, 0.08, fill_mode="constant", name="shift")(x)
+    for index, filters in enumerate(conv_filters, start=1):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv_{index}")(x)
+        x = layers.BatchNormalization(name=f"batch_norm_{index}")(x)
+        x = layers.Activation("relu", name=f"relu_{index}")(x)
+        x = layers.MaxPooling2D(name=f"pool_{index}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(dropout_rate, name="dropout_1")(x)
+    x = layers.Dense(dense_units, activation="relu", name="dense")(x)
+    x = layers.Dropout(dropout_rate, name="dropout_2")(x)
+    outputs = layers.Dense(10, activation="softmax", name="digit")(x)
+    return keras.Model(inputs, outputs, name="mnist_cnn")
+
+
+def train_cnn(
+    *,
+    conv_filters: Sequence[int] = DEFAULT_CONV_FILTERS,
+    dense_units: int = 128,
+    dropout_rate: float = 0.4,
+    augment: bool = True,
+    learning_rate: float = 0.002,
+    batch_size: int = 128,
+    epochs: int = 8,
+    validation_split: float = 0.1,
+    train_limit: int | None = None,
+    test_limit: int | None = None,
+    seed: int | None = None,
+    mixed_precision: bool = False,
+    mnist_path: Path | str | None = None,
+    model_dir: Path | str | None = None,
+    progress: ProgressReporter | None = None,
+) -> dict[str, Any]:
+    """Train the CNN with Adam and a cosine-decaying learning rate; save it to `model_dir`."""
+    seed_everything(seed)
+    use_mixed_precision(mixed_precision)
+    train, test = load_mnist(mnist_path)
+    train, test = train.head(train_limit), test.head(test_limit)
+    model = build_mnist_cnn(conv_filters, dense_units, dropout_rate, augment)
+    fit_examples = len(train.labels) - int(len(train.labels) * validation_split)
+    total_steps = epochs * math.ceil(fit_examples / batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total_steps)
+    result = fit_classifier(
+        model,
+        (train.images, train.labels),
+        (test.images, test.labels),
+        optimizer=keras.optimizers.Adam(learning_rate=schedule),
+        batch_size=batch_size,
+        epochs=epochs,
+        validation_split=validation_split,
+        progress=progress,
+    )
+    result["parameters"] = model.count_params()
+    if model_dir is not None:
+        result["files"] = save_model(model, model_dir)
+    return result
