@@ -4,6 +4,7 @@ test metrics with a confusion matrix, and saving in both formats."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,50 @@ def use_mixed_precision(enabled: bool) -> None:
     keras.mixed_precision.set_global_policy("mixed_float16" if enabled else "float32")
 
 
+def fit_with_reporting(
+    model: keras.Model,
+    inputs: np.ndarray,
+    targets: Any,
+    *,
+    batch_size: int,
+    epochs: int,
+    probe_loss: Callable[[Any, Any], tf.Tensor],
+    validation_split: float = 0.0,
+    validation_data: tuple[np.ndarray, Any] | None = None,
+    progress: ProgressReporter | None = None,
+    extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
+) -> keras.callbacks.History:
+    """`model.fit` on a compiled model, reporting batches, epochs and gradient statistics.
+
+    Gradient statistics use the first `PROBE_SIZE` training examples and `probe_loss(targets,
+    predictions)`, which must return per-example or mean losses.
+    """
+    progress = progress or SilentReporter()
+    fit_examples = len(inputs) - int(len(inputs) * validation_split)
+    probe_targets = _head(targets, PROBE_SIZE)
+    callbacks = [
+        ReportingCallback(progress, epochs, math.ceil(fit_examples / batch_size)),
+        GradientStatsCallback(progress, inputs[:PROBE_SIZE], probe_targets, probe_loss),
+        *extra_callbacks,
+    ]
+    return model.fit(
+        inputs,
+        targets,
+        batch_size=batch_size,
+        epochs=epochs,
+        validation_split=validation_split,
+        validation_data=validation_data,
+        callbacks=callbacks,
+        verbose=0,
+    )
+
+
+def _head(targets: Any, count: int) -> Any:
+    if isinstance(targets, dict):
+        return {name: values[:count] for name, values in targets.items()}
+    return targets[:count]
+
+
 def fit_classifier(
     model: keras.Model,
     train: tuple[np.ndarray, np.ndarray],
@@ -63,34 +108,22 @@ def fit_classifier(
     """Train a softmax classifier with integer labels and measure it on the test set.
 
     Validation data is either the last `validation_split` of `train` or `validation_data`.
-
-    Records history and gradient statistics through `progress`; returns the test loss,
-    accuracy and confusion matrix (rows: true class, columns: predicted class).
+    Returns the test loss, accuracy and confusion matrix (rows: true class, columns: predicted).
     """
-    progress = progress or SilentReporter()
     train_x, train_y = train
     test_x, test_y = test
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    fit_examples = len(train_x) - int(len(train_x) * validation_split)
-    callbacks = [
-        ReportingCallback(progress, epochs, math.ceil(fit_examples / batch_size)),
-        GradientStatsCallback(
-            progress,
-            train_x[:PROBE_SIZE],
-            train_y[:PROBE_SIZE],
-            keras.losses.sparse_categorical_crossentropy,
-        ),
-        *extra_callbacks,
-    ]
-    model.fit(
+    history = fit_with_reporting(
+        model,
         train_x,
         train_y,
         batch_size=batch_size,
         epochs=epochs,
+        probe_loss=keras.losses.sparse_categorical_crossentropy,
         validation_split=validation_split,
         validation_data=validation_data,
-        callbacks=callbacks,
-        verbose=0,
+        progress=progress,
+        extra_callbacks=extra_callbacks,
     )
     test_loss, test_accuracy = model.evaluate(test_x, test_y, batch_size=1024, verbose=0)
     predicted = np.argmax(model.predict(test_x, batch_size=1024, verbose=0), axis=1)
@@ -98,7 +131,7 @@ def fit_classifier(
         "test_loss": float(test_loss),
         "test_accuracy": float(test_accuracy),
         "confusion_matrix": confusion_matrix(test_y, predicted, num_classes).tolist(),
-        "epochs_run": len(model.history.epoch) if model.history else 0,
+        "epochs_run": len(history.epoch),
     }
 
 

@@ -137,6 +137,30 @@ class CnnParams(MnistParams):
     epochs: int = Field(8, ge=1, le=MAX_EPOCHS)
 
 
+class CalculatorParams(MnistParams):
+    """10 MNIST images -> their sum and running sums; test sequences are the test set in
+    consecutive groups of ten."""
+
+    digit_labels: bool = Field(
+        False,
+        description="Also train on each image's digit (auxiliary labels); the course: sums only.",
+    )
+    train_sequences: int | None = Field(
+        None,
+        ge=1,
+        le=200_000,
+        description="Training sequences to draw; default: as many as the training images make.",
+    )
+    encoder_units: int = Field(64, ge=1, le=1024, description="Features per image.")
+    recurrent_units: int = Field(64, ge=1, le=1024, description="Units of the recurrent layer.")
+    optimizer: Literal["sgd", "adam", "adadelta", "rmsprop"] = "adam"
+    learning_rate: float = Field(0.001, gt=0, le=10)
+    batch_size: int = Field(32, ge=1, le=8192, description="Sequences per gradient step.")
+    test_limit: int | None = Field(
+        None, ge=10, le=10000, description="Test on only the first N test images (N >= 10)."
+    )
+
+
 class SvhnParams(TrainingParams):
     """The course's fixed SVHN CNN (9, 36, 49 filters of 3x3, each with 3x3 max pooling)."""
 
@@ -227,6 +251,18 @@ JOB_KINDS: dict[str, JobKind] = {
             entry_point="training.svhn_cnn:train_svhn_cnn",
             uses_tensorflow=True,
             resources=("svhn_dir",),
+            produces_model=True,
+        ),
+        JobKind(
+            name="calculator",
+            description=(
+                "The MNIST calculator: reads a sequence of 10 digit images and outputs their "
+                "sum and the running sum at each position (MAE and exact-sum accuracy)."
+            ),
+            params_model=CalculatorParams,
+            entry_point="training.calculator:train_calculator",
+            uses_tensorflow=True,
+            resources=("mnist_path",),
             produces_model=True,
         ),
     ]
