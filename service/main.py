@@ -11,10 +11,11 @@ from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from service.api.errors import register_exception_handlers
-from service.api.routes import health, jobs, models
+from service.api.routes import health, jobs, models, presets, sweeps
 from service.jobs.store import JobStore
 from service.models.store import ModelStore
 from service.settings import Settings, get_settings
+from service.sweeps.store import SweepStore
 from service.worker.celery_app import celery_app
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.redis = redis
     app.state.job_store = JobStore(redis, settings.heartbeat_ttl_seconds)
     app.state.model_store = ModelStore(redis, settings.artifacts_dir)
+    app.state.sweep_store = SweepStore(redis)
     app.state.celery = celery_app
     reaper = asyncio.create_task(
         fail_lost_jobs_forever(app.state.job_store, settings.heartbeat_seconds)
@@ -72,6 +74,8 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(models.router)
+    app.include_router(sweeps.router)
+    app.include_router(presets.router)
     return app
 
 

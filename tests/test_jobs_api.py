@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from service.jobs.kinds import MAX_BACKPROP_STEPS, BackpropParams
+from service.jobs.params import MAX_BACKPROP_STEPS, BackpropParams
 from tests.stack import wait_for
 from tests.test_course_network import ACTIVATION_NAMES, random_case, tf_course_network
 

@@ -30,11 +30,10 @@ from keras import layers
 
 from training.data.mnist import Split, load_mnist
 from training.keras_training import (
+    finish_run,
     fit_with_reporting,
     make_optimizer,
-    save_model,
-    seed_everything,
-    use_mixed_precision,
+    prepare_run,
 )
 from training.progress import ProgressReporter
 
@@ -172,8 +171,7 @@ def train_calculator(
     without, only the sum is a target, as in the course. Returns test MAE and exact-sum
     accuracy, and the same for the running sums.
     """
-    seed_everything(seed)
-    use_mixed_precision(mixed_precision)
+    run_facts = prepare_run(seed, mixed_precision)
     train_images, test_images = load_mnist(mnist_path)
     train_images, test_images = train_images.head(train_limit), test_images.head(test_limit)
     if len(test_images.labels) < SEQUENCE_LENGTH:
@@ -225,10 +223,7 @@ def train_calculator(
     result = evaluate_calculator(model, test)
     result["epochs_run"] = len(history.epoch)
     result["train_sequences"] = count
-    result["parameters"] = model.count_params()
-    if model_dir is not None:
-        result["files"] = save_model(model, model_dir)
-    return result
+    return finish_run(model, result, run_facts, model_dir)
 
 
 def evaluate_calculator(model: keras.Model, test: Sequences) -> dict[str, float]:

@@ -12,10 +12,9 @@ from keras import layers
 
 from training.data.mnist import load_mnist
 from training.keras_training import (
+    finish_run,
     fit_classifier,
-    save_model,
-    seed_everything,
-    use_mixed_precision,
+    prepare_run,
 )
 from training.progress import ProgressReporter
 
@@ -50,7 +49,8 @@ def build_mnist_cnn(
     x = layers.Dropout(dropout_rate, name="dropout_1")(x)
     x = layers.Dense(dense_units, activation="relu", name="dense")(x)
     x = layers.Dropout(dropout_rate, name="dropout_2")(x)
-    outputs = layers.Dense(10, activation="softmax", name="digit")(x)
+    # float32 softmax even under mixed precision, for numerically stable probabilities.
+    outputs = layers.Dense(10, activation="softmax", dtype="float32", name="digit")(x)
     return keras.Model(inputs, outputs, name="mnist_cnn")
 
 
@@ -73,8 +73,7 @@ def train_cnn(
     progress: ProgressReporter | None = None,
 ) -> dict[str, Any]:
     """Train the CNN with Adam and a cosine-decaying learning rate; save it to `model_dir`."""
-    seed_everything(seed)
-    use_mixed_precision(mixed_precision)
+    run_facts = prepare_run(seed, mixed_precision)
     train, test = load_mnist(mnist_path)
     train, test = train.head(train_limit), test.head(test_limit)
     model = build_mnist_cnn(conv_filters, dense_units, dropout_rate, augment)
@@ -91,7 +90,4 @@ def train_cnn(
         validation_split=validation_split,
         progress=progress,
     )
-    result["parameters"] = model.count_params()
-    if model_dir is not None:
-        result["files"] = save_model(model, model_dir)
-    return result
+    return finish_run(model, result, run_facts, model_dir)

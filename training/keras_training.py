@@ -33,6 +33,25 @@ def seed_everything(seed: int | None) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def prepare_run(seed: int | None, mixed_precision: bool) -> dict[str, Any]:
+    """Seed and set the precision policy; return facts about the run for its result."""
+    seed_everything(seed)
+    return {"mixed_precision_used": use_mixed_precision(mixed_precision)}
+
+
+def finish_run(
+    model: keras.Model,
+    result: dict[str, Any],
+    run_facts: dict[str, Any],
+    model_dir: Path | str | None,
+) -> dict[str, Any]:
+    """Add the run's facts and the model's size to the result; save the model if asked."""
+    result.update(run_facts, parameters=model.count_params())
+    if model_dir is not None:
+        result["files"] = save_model(model, model_dir)
+    return result
+
+
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     try:
         return OPTIMIZERS[name](learning_rate=learning_rate)
@@ -42,9 +61,12 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
         ) from None
 
 
-def use_mixed_precision(enabled: bool) -> None:
-    """float16 compute with float32 weights where a GPU supports it; float32 otherwise."""
-    keras.mixed_precision.set_global_policy("mixed_float16" if enabled else "float32")
+def use_mixed_precision(enabled: bool) -> bool:
+    """float16 compute with float32 weights when asked and a GPU is present; float32 otherwise
+    (on the CPU float16 is slower, not faster). Returns whether mixed precision is on."""
+    on_gpu = bool(tf.config.list_physical_devices("GPU"))
+    keras.mixed_precision.set_global_policy("mixed_float16" if enabled and on_gpu else "float32")
+    return enabled and on_gpu
 
 
 def fit_with_reporting(

@@ -12,11 +12,10 @@ from keras import layers
 from training.activations import hidden_activation
 from training.data.mnist import load_mnist
 from training.keras_training import (
+    finish_run,
     fit_classifier,
     make_optimizer,
-    save_model,
-    seed_everything,
-    use_mixed_precision,
+    prepare_run,
 )
 from training.progress import ProgressReporter
 
@@ -48,7 +47,8 @@ def build_mlp(
         )(x)
         if dropout_rate:
             x = layers.Dropout(dropout_rate, name=f"dropout_{index}")(x)
-    outputs = layers.Dense(10, activation="softmax", name="digit")(x)
+    # float32 softmax even under mixed precision, for numerically stable probabilities.
+    outputs = layers.Dense(10, activation="softmax", dtype="float32", name="digit")(x)
     return keras.Model(inputs, outputs, name="mlp")
 
 
@@ -73,8 +73,7 @@ def train_mlp(
     progress: ProgressReporter | None = None,
 ) -> dict[str, Any]:
     """Train an MLP on MNIST; save it to `model_dir` when given. Returns test metrics."""
-    seed_everything(seed)
-    use_mixed_precision(mixed_precision)
+    run_facts = prepare_run(seed, mixed_precision)
     train, test = load_mnist(mnist_path)
     train, test = train.head(train_limit), test.head(test_limit)
     model = build_mlp(hidden_units, activation, first_activation, dropout_rate, l2)
@@ -88,7 +87,4 @@ def train_mlp(
         validation_split=validation_split,
         progress=progress,
     )
-    result["parameters"] = model.count_params()
-    if model_dir is not None:
-        result["files"] = save_model(model, model_dir)
-    return result
+    return finish_run(model, result, run_facts, model_dir)

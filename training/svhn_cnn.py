@@ -11,11 +11,10 @@ from keras import layers
 
 from training.data.svhn import load_svhn
 from training.keras_training import (
+    finish_run,
     fit_classifier,
     make_optimizer,
-    save_model,
-    seed_everything,
-    use_mixed_precision,
+    prepare_run,
 )
 from training.progress import ProgressReporter
 
@@ -32,7 +31,8 @@ def build_svhn_cnn() -> keras.Model:
         x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv_{index}")(x)
         x = layers.MaxPooling2D(pool_size=3, name=f"pool_{index}")(x)  # 32 -> 10 -> 3 -> 1
     x = layers.Flatten(name="flatten")(x)
-    outputs = layers.Dense(10, activation="softmax", name="digit")(x)
+    # float32 softmax even under mixed precision, for numerically stable probabilities.
+    outputs = layers.Dense(10, activation="softmax", dtype="float32", name="digit")(x)
     return keras.Model(inputs, outputs, name="svhn_cnn")
 
 
@@ -71,8 +71,7 @@ def train_svhn_cnn(
     progress: ProgressReporter | None = None,
 ) -> dict[str, Any]:
     """Train with early stopping on validation loss (best weights restored); save the model."""
-    seed_everything(seed)
-    use_mixed_precision(mixed_precision)
+    run_facts = prepare_run(seed, mixed_precision)
     train, test = load_svhn(svhn_dir)
     train, test = train.head(train_limit), test.head(test_limit)
     fit_set, validation = split_validation(train.images, train.labels, validation_size, seed)
@@ -92,7 +91,4 @@ def train_svhn_cnn(
         extra_callbacks=(early_stopping,),
     )
     result["stopped_early"] = result["epochs_run"] < epochs
-    result["parameters"] = model.count_params()
-    if model_dir is not None:
-        result["files"] = save_model(model, model_dir)
-    return result
+    return finish_run(model, result, run_facts, model_dir)

@@ -9,6 +9,7 @@ from redis import Redis
 from service.jobs.store import JobStore
 from service.models.store import ModelStore
 from service.settings import Settings, get_settings
+from service.sweeps.store import SweepStore
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
@@ -25,6 +26,10 @@ def get_model_store(request: Request) -> ModelStore:
     return request.app.state.model_store
 
 
+def get_sweep_store(request: Request) -> SweepStore:
+    return request.app.state.sweep_store
+
+
 def get_celery(request: Request) -> Celery:
     return request.app.state.celery
 
@@ -32,4 +37,5 @@ def get_celery(request: Request) -> Celery:
 RedisDep = Annotated[Redis, Depends(get_redis)]
 JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
 ModelStoreDep = Annotated[ModelStore, Depends(get_model_store)]
+SweepStoreDep = Annotated[SweepStore, Depends(get_sweep_store)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]

@@ -120,9 +120,10 @@ class JobStore:
         else:
             matching = list(reversed(self.redis.zinter(indexes, aggregate="MAX")))
             total, ids = len(matching), matching[offset : offset + limit]
-        return self._get_many(ids), total
+        return self.get_many(ids), total
 
-    def _get_many(self, ids: Iterable[str]) -> list[JobRecord]:
+    def get_many(self, ids: Iterable[str]) -> list[JobRecord]:
+        """The records of the jobs that exist among `ids`, in that order."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             pipe.hgetall(_job_key(job_id))
@@ -134,6 +135,13 @@ class JobStore:
     def append_entry(self, job_id: str, series: str, entry: dict[str, Any]) -> None:
         """Append one entry to the job's `history` or `gradients` series."""
         self.redis.rpush(_series_key(job_id, series), json.dumps(entry))
+
+    def last_entries(self, job_ids: Iterable[str], series: str) -> list[dict[str, Any] | None]:
+        """The newest entry of each job's series (None where it has none)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.lindex(_series_key(job_id, series), -1)
+        return [json.loads(raw) if raw else None for raw in pipe.execute()]
 
     def entries(self, job_id: str, series: str) -> list[dict[str, Any]]:
         """The job's `history` or `gradients` series so far; `NotFoundError` for unknown jobs."""

@@ -1,0 +1,46 @@
+"""The course's experiments, ready to submit."""
+
+from fastapi import APIRouter, Response, status
+
+from service.api.deps import CeleryDep, JobStoreDep, SettingsDep, SweepStoreDep
+from service.api.errors import ERROR_RESPONSES
+from service.errors import NotFoundError
+from service.jobs.queue import submit_job
+from service.jobs.schemas import JobRecord, JobSubmission
+from service.presets import PRESETS, Preset
+from service.sweeps.runs import submit_sweep, summarize
+from service.sweeps.schemas import SweepRecord, SweepSubmission
+
+router = APIRouter(prefix="/presets", tags=["presets"], responses=ERROR_RESPONSES)
+
+
+@router.get("", response_model=list[Preset])
+def list_presets() -> list[Preset]:
+    """List the course's experiments, each with the body to POST to /jobs or /sweeps."""
+    return list(PRESETS.values())
+
+
+@router.post(
+    "/{name}/submit", status_code=status.HTTP_202_ACCEPTED, response_model=JobRecord | SweepRecord
+)
+def submit_preset(
+    name: str,
+    response: Response,
+    jobs: JobStoreDep,
+    sweeps: SweepStoreDep,
+    celery: CeleryDep,
+    settings: SettingsDep,
+) -> JobRecord | SweepRecord:
+    """Submit a preset as it stands: a job, or a sweep of jobs."""
+    preset = PRESETS.get(name)
+    if preset is None:
+        raise NotFoundError(f"No preset {name!r}. Expected one of: {', '.join(PRESETS)}.")
+    if preset.submit_to == "/sweeps":
+        record = submit_sweep(
+            jobs, sweeps, celery, settings.job_queue, SweepSubmission.model_validate(preset.body)
+        )
+        response.headers["Location"] = f"/sweeps/{record.id}"
+        return summarize(record, jobs)
+    job = submit_job(jobs, celery, settings.job_queue, JobSubmission.model_validate(preset.body))
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return job

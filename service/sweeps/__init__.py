@@ -1,0 +1,1 @@
+"""Sweeps: one job per cell of a parameter grid and per replicate, summarized per cell."""

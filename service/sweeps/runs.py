@@ -1,0 +1,165 @@
+"""Submitting a sweep (every cell validated before any job is queued), summarizing its cells,
+and cancelling what is left of it."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+from celery import Celery
+
+from service.errors import ConflictError
+from service.jobs.kinds import InvalidJobError, JobKind, get_kind, validate_params
+from service.jobs.queue import submit_job
+from service.jobs.schemas import JobStatus, JobSubmission
+from service.jobs.store import JobStore
+from service.sweeps.schemas import (
+    MAX_SWEEP_JOBS,
+    CellSummary,
+    MetricSummary,
+    SweepJob,
+    SweepRecord,
+    SweepSubmission,
+)
+from service.sweeps.store import SweepStore
+
+# History fields that describe the run rather than the model's quality.
+_NOT_METRICS = {"epoch", "seconds", "learning_rate"}
+
+
+def expand_grid(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, the first parameter varying slowest."""
+    names = list(grid)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def submit_sweep(
+    jobs: JobStore,
+    sweeps: SweepStore,
+    celery: Celery,
+    queue: str,
+    submission: SweepSubmission,
+) -> SweepRecord:
+    """Validate every cell and replicate, then queue one job each and store the sweep."""
+    kind = get_kind(submission.base.kind, location=("body", "base", "kind"))
+    _check_grid(kind, submission)
+    planned = []
+    for cell in expand_grid(submission.grid):
+        for replicate in range(submission.replicates):
+            params = _replicate_params(kind, submission.base.params | cell, replicate)
+            try:
+                validate_params(kind, params)
+            except InvalidJobError as error:
+                raise InvalidJobError(f"In the cell {cell}: {error.detail}", error.errors) from None
+            planned.append((cell, replicate, params))
+
+    sweep_jobs = [
+        SweepJob(
+            job_id=submit_job(jobs, celery, queue, JobSubmission(kind=kind.name, params=params)).id,
+            cell=cell,
+            replicate=replicate,
+        )
+        for cell, replicate, params in planned
+    ]
+    return sweeps.create(
+        sweeps.new_id(),
+        kind.name,
+        submission.base.params,
+        submission.grid,
+        submission.replicates,
+        sweep_jobs,
+    )
+
+
+def _check_grid(kind: JobKind, submission: SweepSubmission) -> None:
+    fields = kind.params_model.model_fields
+    for name, values in submission.grid.items():
+        if name not in fields:
+            _invalid_grid(
+                name, f"{kind.name!r} has no parameter {name!r}; it has: {', '.join(fields)}"
+            )
+        if not values:
+            _invalid_grid(name, f"grid.{name} lists no values; give at least one")
+    total = math.prod(len(values) for values in submission.grid.values()) * submission.replicates
+    if total > MAX_SWEEP_JOBS:
+        _invalid_grid(
+            None,
+            f"this sweep would start {total} jobs, more than the {MAX_SWEEP_JOBS} allowed; "
+            "use fewer values or replicates, or split it into several sweeps",
+        )
+
+
+def _invalid_grid(name: str | None, message: str) -> None:
+    location = ["body", "grid", *([name] if name else [])]
+    raise InvalidJobError(
+        f"Invalid sweep: {message}.", [{"loc": location, "msg": message, "type": "invalid_grid"}]
+    )
+
+
+def _replicate_params(kind: JobKind, params: dict[str, Any], replicate: int) -> dict[str, Any]:
+    """Replicate r of a seeded kind runs with seed (given seed or 0) + r: repeatable, distinct."""
+    if "seed" not in kind.params_model.model_fields:
+        return params
+    return params | {"seed": (params.get("seed") or 0) + replicate}
+
+
+def summarize(record: SweepRecord, jobs: JobStore) -> SweepRecord:
+    """Fill in each job's status, the sweep's status and every cell's final metrics."""
+    ids = [job.job_id for job in record.jobs]
+    by_id = {job.id: job for job in jobs.get_many(ids)}
+    last_epochs = dict(zip(ids, jobs.last_entries(ids, "history"), strict=True))
+    cells: dict[str, CellSummary] = {}
+    values: dict[str, dict[str, list[float]]] = {}
+    for sweep_job in record.jobs:
+        job = by_id.get(sweep_job.job_id)
+        sweep_job.status = job.status if job else None
+        key = repr(sorted(sweep_job.cell.items()))
+        summary = cells.setdefault(
+            key, CellSummary(cell=sweep_job.cell, jobs=0, succeeded=0, metrics={})
+        )
+        summary.jobs += 1
+        if job is None or job.status != JobStatus.SUCCEEDED:
+            continue
+        summary.succeeded += 1
+        for name, value in _final_metrics(job.result, last_epochs[job.id]).items():
+            values.setdefault(key, {}).setdefault(name, []).append(value)
+    for key, summary in cells.items():
+        summary.metrics = {name: _summary(series) for name, series in values.get(key, {}).items()}
+    record.cells = list(cells.values())
+    statuses = [job.status for job in record.jobs]
+    if all(status is None or status.is_finished for status in statuses):
+        record.status = "finished"
+    elif JobStatus.RUNNING in statuses or any(s and s.is_finished for s in statuses):
+        record.status = "running"
+    else:
+        record.status = "queued"
+    return record
+
+
+def _final_metrics(result: Any, last_epoch: dict[str, Any] | None) -> dict[str, float]:
+    """The result's numeric scalars, and the last epoch's metrics as final_<name>."""
+    metrics = {
+        name: float(value)
+        for name, value in (result or {}).items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    for name, value in (last_epoch or {}).items():
+        if name not in _NOT_METRICS and isinstance(value, int | float):
+            metrics[f"final_{name}"] = float(value)
+    return metrics
+
+
+def _summary(series: list[float]) -> MetricSummary:
+    mean = sum(series) / len(series)
+    variance = sum((value - mean) ** 2 for value in series) / len(series)
+    return MetricSummary(mean=mean, std=math.sqrt(variance), count=len(series))
+
+
+def cancel_sweep(record: SweepRecord, jobs: JobStore) -> None:
+    """Cancel every job of the sweep that has not finished."""
+    for sweep_job in record.jobs:
+        try:
+            jobs.request_cancel(sweep_job.job_id)
+        except ConflictError:
+            continue  # already finished
