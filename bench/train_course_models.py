@@ -95,13 +95,14 @@ def calculator_case(epochs: int, digit_labels: bool) -> Case:
         train, _ = load_mnist(mnist_path)
         sequences = calculator.random_sequences(train, 6000, np.random.default_rng(0))
         model = calculator.build_calculator(digit_head=digit_labels)
-        losses = {"sum": "mse"} | (
-            {"digits": "sparse_categorical_crossentropy"} if digit_labels else {}
-        )
-        targets = {"sum": sequences.sums[:, None]} | (
-            {"digits": sequences.digits} if digit_labels else {}
-        )
-        model.compile(optimizer=make_optimizer("adam", 0.001), loss=losses)
+        losses = {"sum": "mse", "cumulative": "mse"}
+        weights = {"sum": 1.0, "cumulative": 0.0}
+        targets = {"sum": sequences.sums[:, None], "cumulative": sequences.cumulative}
+        if digit_labels:
+            losses["digits"] = "sparse_categorical_crossentropy"
+            weights["digits"] = 1.0
+            targets["digits"] = sequences.digits
+        model.compile(optimizer=make_optimizer("adam", 0.001), loss=losses, loss_weights=weights)
         return _timed_fit(model, sequences.images, targets, 32, epochs, 0.1)
 
     label = "digit labels" if digit_labels else "sum labels only"
