@@ -28,6 +28,7 @@ from redis import Redis
 
 from service.errors import ConflictError, NotFoundError
 from service.jobs.schemas import JobRecord, JobStatus
+from service.redis_pages import newest_first
 
 _TRANSITION = """
 local job_key, heartbeat_key = KEYS[1], KEYS[2]
@@ -115,12 +116,9 @@ class JobStore:
             indexes.append(f"jobs:status:{status}")
         if len(indexes) <= 1:
             index = indexes[0] if indexes else "jobs:all"
-            total = self.redis.zcard(index)
-            ids = self.redis.zrevrange(index, offset, offset + limit - 1) if limit else []
-        else:
-            matching = list(reversed(self.redis.zinter(indexes, aggregate="MAX")))
-            total, ids = len(matching), matching[offset : offset + limit]
-        return self.get_many(ids), total
+            return newest_first(self.redis, index, _job_key, _decode, limit, offset)
+        matching = list(reversed(self.redis.zinter(indexes, aggregate="MAX")))
+        return self.get_many(matching[offset : offset + limit]), len(matching)
 
     def get_many(self, ids: Iterable[str]) -> list[JobRecord]:
         """The records of the jobs that exist among `ids`, in that order."""

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from redis import Redis
 
 from service.errors import NotFoundError
+from service.redis_pages import newest_first
 
 MODEL_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 ModelFormat = Literal["keras", "h5"]
@@ -62,7 +63,7 @@ class ModelStore:
         now = time.time()
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(
-            f"model:{model_id}",
+            _model_key(model_id),
             mapping={
                 "id": model_id,
                 "kind": kind,
@@ -83,7 +84,7 @@ class ModelStore:
         shutil.rmtree(self.model_dir(model_id), ignore_errors=True)
 
     def get(self, model_id: str) -> ModelRecord:
-        raw = self.redis.hgetall(f"model:{model_id}") if MODEL_ID_PATTERN.match(model_id) else {}
+        raw = self.redis.hgetall(_model_key(model_id)) if MODEL_ID_PATTERN.match(model_id) else {}
         if not raw:
             raise NotFoundError(_not_found_message(model_id))
         return _decode(raw)
@@ -93,12 +94,7 @@ class ModelStore:
     ) -> tuple[list[ModelRecord], int]:
         """One page of models, newest first, and how many match in all."""
         index = f"models:kind:{kind}" if kind else "models:all"
-        total = self.redis.zcard(index)
-        ids = self.redis.zrevrange(index, offset, offset + limit - 1)
-        pipe = self.redis.pipeline(transaction=False)
-        for model_id in ids:
-            pipe.hgetall(f"model:{model_id}")
-        return [_decode(raw) for raw in pipe.execute() if raw], total
+        return newest_first(self.redis, index, _model_key, _decode, limit, offset)
 
     def file_path(self, record: ModelRecord, model_format: ModelFormat) -> Path:
         """The stored file of the model in `model_format`; `NotFoundError` if there is none."""
@@ -110,6 +106,10 @@ class ModelStore:
                 f"(formats recorded: {sorted(record.files)})."
             )
         return path
+
+
+def _model_key(model_id: str) -> str:
+    return f"model:{model_id}"
 
 
 def _not_found_message(model_id: str) -> str:

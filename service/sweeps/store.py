@@ -11,6 +11,7 @@ from typing import Any
 from redis import Redis
 
 from service.errors import NotFoundError
+from service.redis_pages import newest_first
 from service.sweeps.schemas import SweepJob, SweepRecord
 
 
@@ -34,7 +35,7 @@ class SweepStore:
         now = time.time()
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(
-            f"sweep:{sweep_id}",
+            _sweep_key(sweep_id),
             mapping={
                 "id": sweep_id,
                 "kind": kind,
@@ -50,7 +51,7 @@ class SweepStore:
         return self.get(sweep_id)
 
     def get(self, sweep_id: str) -> SweepRecord:
-        raw = self.redis.hgetall(f"sweep:{sweep_id}")
+        raw = self.redis.hgetall(_sweep_key(sweep_id))
         if not raw:
             raise NotFoundError(
                 f"No sweep with id {sweep_id!r}. List sweeps with GET /sweeps; ids are the "
@@ -59,12 +60,11 @@ class SweepStore:
         return _decode(raw)
 
     def list(self, limit: int = 20, offset: int = 0) -> tuple[list[SweepRecord], int]:
-        total = self.redis.zcard("sweeps:all")
-        ids = self.redis.zrevrange("sweeps:all", offset, offset + limit - 1)
-        pipe = self.redis.pipeline(transaction=False)
-        for sweep_id in ids:
-            pipe.hgetall(f"sweep:{sweep_id}")
-        return [_decode(raw) for raw in pipe.execute() if raw], total
+        return newest_first(self.redis, "sweeps:all", _sweep_key, _decode, limit, offset)
+
+
+def _sweep_key(sweep_id: str) -> str:
+    return f"sweep:{sweep_id}"
 
 
 def _decode(raw: dict[str, str]) -> SweepRecord:
