@@ -11,9 +11,10 @@ from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from service.api.errors import register_exception_handlers
-from service.api.routes import health, jobs, models, presets, sweeps
+from service.api.routes import health, jobs, models, predict, presets, sweeps
 from service.jobs.store import JobStore
 from service.models.store import ModelStore
+from service.predict.models import ModelCache
 from service.settings import Settings, get_settings
 from service.sweeps.store import SweepStore
 from service.worker.celery_app import celery_app
@@ -46,6 +47,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.job_store = JobStore(redis, settings.heartbeat_ttl_seconds)
     app.state.model_store = ModelStore(redis, settings.artifacts_dir)
     app.state.sweep_store = SweepStore(redis)
+    app.state.model_cache = ModelCache(app.state.model_store)
     app.state.celery = celery_app
     reaper = asyncio.create_task(
         fail_lost_jobs_forever(app.state.job_store, settings.heartbeat_seconds)
@@ -76,6 +78,7 @@ def create_app() -> FastAPI:
     app.include_router(models.router)
     app.include_router(sweeps.router)
     app.include_router(presets.router)
+    app.include_router(predict.router)
     return app
 
 

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
         ),
     )
     log_level: str = Field("INFO", description="Log level of the API and the worker.")
+    max_upload_bytes: int = Field(
+        20_000_000, gt=0, description="Largest image file a prediction accepts, in bytes."
+    )
+    max_image_pixels: int = Field(
+        64_000_000, gt=0, description="Most pixels an uploaded image may have (width x height)."
+    )
 
     @property
     def heartbeat_ttl_seconds(self) -> float:

@@ -34,6 +34,9 @@ def mnist_path() -> Path:
 
 
 SVHN_SAMPLE = REPO_ROOT.parent / "shared/data/svhn_small.mat"
+# Lower than the defaults, so that uploads over the limits are cheap to make in tests.
+UPLOAD_LIMIT_BYTES = 3_000_000
+UPLOAD_LIMIT_PIXELS = 30_000_000
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +54,11 @@ def svhn_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def stack(tmp_path_factory: pytest.TempPathFactory, svhn_dir: Path) -> Iterator[ServiceStack]:
     """The API and one worker, started once for the session."""
     mnist = find_mnist()
-    settings = {"SVHN_DIR": str(svhn_dir)}
+    settings = {
+        "SVHN_DIR": str(svhn_dir),
+        "MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT_BYTES),
+        "MAX_IMAGE_PIXELS": str(UPLOAD_LIMIT_PIXELS),
+    }
     if mnist:
         settings["MNIST_PATH"] = str(mnist)
     service = ServiceStack(STACK_DB, tmp_path_factory.mktemp("stack"), **settings).start()

@@ -8,6 +8,7 @@ from redis import Redis
 
 from service.jobs.store import JobStore
 from service.models.store import ModelStore
+from service.predict.models import ModelCache
 from service.settings import Settings, get_settings
 from service.sweeps.store import SweepStore
 
@@ -26,6 +27,10 @@ def get_model_store(request: Request) -> ModelStore:
     return request.app.state.model_store
 
 
+def get_model_cache(request: Request) -> ModelCache:
+    return request.app.state.model_cache
+
+
 def get_sweep_store(request: Request) -> SweepStore:
     return request.app.state.sweep_store
 
@@ -37,5 +42,6 @@ def get_celery(request: Request) -> Celery:
 RedisDep = Annotated[Redis, Depends(get_redis)]
 JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
 ModelStoreDep = Annotated[ModelStore, Depends(get_model_store)]
+ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]
 SweepStoreDep = Annotated[SweepStore, Depends(get_sweep_store)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]

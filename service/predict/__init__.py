@@ -1,0 +1,1 @@
+"""Predictions from stored models: decoding uploads, choosing and caching models, answering."""

@@ -1,0 +1,69 @@
+"""Uploaded image files -> grayscale arrays, with limits checked before any full decode."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from service.errors import ServiceError
+
+ACCEPTED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")
+
+
+class UnsupportedImage(ServiceError):
+    status_code = 415
+    code = "unsupported_image"
+
+
+class ImageTooLarge(ServiceError):
+    status_code = 413
+    code = "image_too_large"
+
+
+def decode_upload(data: bytes, name: str, max_bytes: int, max_pixels: int) -> np.ndarray:
+    """The upload as a 2-D uint8 grayscale array, upright, transparency shown as white paper.
+
+    Raises `ImageTooLarge` for too many bytes or pixels (read from the header, before the
+    pixels are decoded, so a decompression bomb costs nothing) and `UnsupportedImage` for
+    anything that is not an image in an accepted format.
+    """
+    if len(data) > max_bytes:
+        raise ImageTooLarge(
+            f"{name!r} is {len(data):,} bytes; uploads may be at most {max_bytes:,} bytes. "
+            "Send a smaller or more compressed image."
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.format not in ACCEPTED_FORMATS:
+                raise UnidentifiedImageError(image.format)
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageTooLarge(
+                    f"{name!r} is {width}x{height} pixels; images may have at most "
+                    f"{max_pixels:,} pixels. Downscale it before uploading."
+                )
+            image.seek(0)  # the first frame of an animation
+            image = ImageOps.exif_transpose(image)
+            return _to_gray(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise UnsupportedImage(
+            f"{name!r} is not an image this service can read ({error or 'unknown format'}). "
+            f"Send one of: {', '.join(ACCEPTED_FORMATS)}."
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLarge(
+            f"{name!r} declares more pixels than any upload may have ({max_pixels:,})."
+        ) from None
+
+
+def _to_gray(image: Image.Image) -> np.ndarray:
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(paper, rgba)
+    return np.asarray(image.convert("L"))

@@ -1,0 +1,194 @@
+"""POST /predict/digit with real image files and a CNN trained in the test session."""
+
+import base64
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import FAULTS_DB, UPLOAD_LIMIT_BYTES
+from tests.photo_like import encode, photo_of_digit
+from tests.stack import ServiceStack
+from training.digit_images import to_mnist
+
+SAMPLE = 40
+
+
+@pytest.fixture(scope="module")
+def digit_model(stack, mnist_path):
+    """A small CNN trained for this module; its id and record."""
+    job = stack.submit(
+        "cnn", conv_filters=[16, 32], dense_units=64, epochs=2, train_limit=8000,
+        test_limit=2000, seed=0,
+    )  # fmt: skip
+    finished = stack.wait_until_finished(job["id"], timeout=300)
+    assert finished["status"] == "succeeded", finished["error"]
+    return stack.client.get(f"/models/{finished['result']['model_id']}").json()
+
+
+@pytest.fixture(scope="module")
+def test_digits(mnist_path):
+    with np.load(mnist_path) as data:
+        return data["x_test"][3000 : 3000 + SAMPLE], data["y_test"][3000 : 3000 + SAMPLE]
+
+
+def predict(stack, files, **params):
+    parts = [("file", (name, data, "application/octet-stream")) for name, data in files]
+    return stack.client.post("/predict/digit", files=parts, params=params, timeout=60)
+
+
+def accuracy(response, labels) -> float:
+    digits = [prediction["digit"] for prediction in response.json()["predictions"]]
+    return float(np.mean(np.array(digits) == labels))
+
+
+def test_clean_digits_are_read_as_well_as_the_model_reads_mnist(stack, digit_model, test_digits):
+    images, labels = test_digits
+    files = [(f"digit{i}.png", encode(image, "PNG")) for i, image in enumerate(images)]
+    response = predict(stack, files, model=digit_model["id"])
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert len(predictions) == SAMPLE
+    assert all(p["model"] == {"id": digit_model["id"], "kind": "cnn"} for p in predictions)
+    assert accuracy(response, labels) >= digit_model["metrics"]["test_accuracy"] - 0.1
+    for prediction in predictions:
+        assert sum(prediction["probabilities"]) == pytest.approx(1.0, abs=1e-4)
+        assert prediction["confidence"] == max(prediction["probabilities"])
+
+
+def test_photo_like_uploads_are_read_nearly_as_well(stack, digit_model, test_digits):
+    images, labels = test_digits
+    rng = np.random.default_rng(5)
+    clean = predict(stack, [(f"{i}.png", encode(im, "PNG")) for i, im in enumerate(images)],
+                    model=digit_model["id"])  # fmt: skip
+    photos = [
+        (f"photo{i}.jpg", encode(photo_of_digit(image, rng, invert=i % 4 == 3), "JPEG", 75))
+        for i, image in enumerate(images)
+    ]
+    response = predict(stack, photos, model=digit_model["id"])
+    assert response.status_code == 200, response.text
+    assert accuracy(response, labels) >= accuracy(clean, labels) - 0.15
+
+
+def test_the_newest_cnn_answers_by_default(stack, digit_model, test_digits):
+    images, _ = test_digits
+    newest = stack.client.get("/models", params={"kind": "cnn", "limit": 1}).json()["items"][0]
+    response = predict(stack, [("one.png", encode(images[0], "PNG"))])
+    assert response.status_code == 200
+    assert response.json()["model"]["id"] == newest["id"]
+
+
+def test_every_accepted_format_and_exif_orientation(stack, digit_model, test_digits):
+    images, _ = test_digits
+    reference = predict(stack, [("a.png", encode(images[0], "PNG"))], model=digit_model["id"])
+    expected = reference.json()["digit"]
+    page = 255 - np.kron(images[0], np.ones((8, 8), np.uint8))  # dark ink on white paper
+    uploads = {
+        "digit.bmp": encode(page, "BMP"),
+        "digit.tiff": encode(page, "TIFF"),
+        "digit.webp": encode(page, "WEBP"),
+        "digit.jpg": encode(page, "JPEG"),
+        "rotated.jpg": _jpeg_rotated_with_exif(page),
+        "animated.gif": _gif_first_frame_is(page),
+        "canvas.png": _transparent_drawing(images[0]),
+    }
+    response = predict(stack, list(uploads.items()), model=digit_model["id"])
+    assert response.status_code == 200, response.text
+    assert [p["digit"] for p in response.json()["predictions"]] == [expected] * len(uploads)
+
+
+def test_debug_returns_the_image_the_model_saw(stack, digit_model, test_digits):
+    images, _ = test_digits
+    response = predict(stack, [("x.png", encode(images[0], "PNG"))], model=digit_model["id"],
+                       debug="true")  # fmt: skip
+    seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(response.json()["image"]))))
+    assert seen.shape == (28, 28)
+    np.testing.assert_allclose(seen, np.clip(to_mnist(images[0]).image, 0, 255), atol=1)
+
+
+@pytest.mark.parametrize(
+    ("upload", "status", "words"),
+    [
+        (("notes.txt", b"just some text"), 415, "not an image"),
+        (("big.png", b"\x89PNG" + b"0" * UPLOAD_LIMIT_BYTES), 413, "bytes"),
+        (("bomb.png", None), 413, "pixels"),
+        (("blank.png", encode(np.full((200, 200), 230, np.uint8), "PNG")), 422, "no digit"),
+    ],
+)
+def test_bad_uploads_are_refused_clearly(stack, digit_model, upload, status, words):
+    name, data = upload
+    data = data if data is not None else _png_header_claiming(20_000, 20_000)
+    response = predict(stack, [(name, data)], model=digit_model["id"])
+    assert response.status_code == status, response.text
+    assert words in response.json()["detail"]
+    assert name in response.json()["detail"]
+
+
+def test_model_errors(stack, digit_model, test_digits):
+    images, _ = test_digits
+    files = [("x.png", encode(images[0], "PNG"))]
+    assert predict(stack, files, model="0" * 32).status_code == 404
+    calculators = stack.client.get("/models", params={"kind": "calculator"}).json()["items"]
+    if calculators:
+        wrong = predict(stack, files, model=calculators[0]["id"])
+        assert wrong.status_code == 422
+        assert "cnn" in wrong.json()["detail"]
+    assert stack.client.post("/predict/digit").status_code == 422  # no file at all
+
+
+def test_without_any_model_the_answer_says_how_to_train_one(tmp_path, test_digits):
+    images, _ = test_digits
+    fresh = ServiceStack(FAULTS_DB, tmp_path)
+    fresh.start(worker=False)
+    try:
+        response = predict(fresh, [("x.png", encode(images[0], "PNG"))])
+        assert response.status_code == 409
+        assert "POST /presets/cnn/submit" in response.json()["detail"]
+    finally:
+        fresh.stop()
+
+
+def _jpeg_rotated_with_exif(page: np.ndarray) -> bytes:
+    """Pixels stored rotated 90 degrees, with the EXIF tag (6) that says to rotate them back."""
+    stored = Image.fromarray(np.rot90(page, k=1))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    stored.save(buffer, format="JPEG", exif=exif)
+    return buffer.getvalue()
+
+
+def _gif_first_frame_is(page: np.ndarray) -> bytes:
+    first = Image.fromarray(page)
+    second = Image.fromarray(np.full_like(page, 255))
+    buffer = io.BytesIO()
+    first.save(buffer, format="GIF", save_all=True, append_images=[second], duration=100)
+    return buffer.getvalue()
+
+
+def _transparent_drawing(digit: np.ndarray) -> bytes:
+    """Black strokes on a transparent background, as a canvas drawing is exported."""
+    big = np.kron(digit, np.ones((6, 6), np.uint8))
+    rgba = np.zeros((*big.shape, 4), np.uint8)
+    rgba[..., 3] = big  # only the strokes are opaque, and they are black
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _png_header_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height pixels (a decompression bomb's shape)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" * 64)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
