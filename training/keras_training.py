@@ -91,8 +91,9 @@ def fit_with_reporting(
     fit_examples = len(inputs) - int(len(inputs) * validation_split)
     probe_targets = _head(targets, PROBE_SIZE)
     callbacks = [
-        ReportingCallback(progress, epochs, math.ceil(fit_examples / batch_size)),
+        # Gradient statistics first, so each epoch's recorded seconds include their cost.
         GradientStatsCallback(progress, inputs[:PROBE_SIZE], probe_targets, probe_loss),
+        ReportingCallback(progress, epochs, math.ceil(fit_examples / batch_size)),
         *extra_callbacks,
     ]
     return model.fit(
