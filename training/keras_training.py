@@ -81,18 +81,19 @@ def fit_with_reporting(
     validation_data: tuple[np.ndarray, Any] | None = None,
     progress: ProgressReporter | None = None,
     extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
+    probe_size: int = PROBE_SIZE,
 ) -> keras.callbacks.History:
     """`model.fit` on a compiled model, reporting batches, epochs and gradient statistics.
 
-    Gradient statistics use the first `PROBE_SIZE` training examples and `probe_loss(targets,
+    Gradient statistics use the first `probe_size` training examples and `probe_loss(targets,
     predictions)`, which must return per-example or mean losses.
     """
     progress = progress or SilentReporter()
     fit_examples = len(inputs) - int(len(inputs) * validation_split)
-    probe_targets = _head(targets, PROBE_SIZE)
+    probe_targets = _head(targets, probe_size)
     callbacks = [
         # Gradient statistics first, so each epoch's recorded seconds include their cost.
-        GradientStatsCallback(progress, inputs[:PROBE_SIZE], probe_targets, probe_loss),
+        GradientStatsCallback(progress, inputs[:probe_size], probe_targets, probe_loss),
         ReportingCallback(progress, epochs, math.ceil(fit_examples / batch_size)),
         *extra_callbacks,
     ]
