@@ -131,11 +131,12 @@ def test_model_errors(stack, digit_model, test_digits):
     images, _ = test_digits
     files = [("x.png", encode(images[0], "PNG"))]
     assert predict(stack, files, model="0" * 32).status_code == 404
-    calculators = stack.client.get("/models", params={"kind": "calculator"}).json()["items"]
-    if calculators:
-        wrong = predict(stack, files, model=calculators[0]["id"])
-        assert wrong.status_code == 422
-        assert "cnn" in wrong.json()["detail"]
+    svhn = stack.submit("svhn_cnn", validation_size=10, epochs=1, batch_size=16)
+    svhn = stack.wait_until_finished(svhn["id"], timeout=120)
+    assert svhn["status"] == "succeeded", svhn["error"]
+    wrong = predict(stack, files, model=svhn["result"]["model_id"])
+    assert wrong.status_code == 422
+    assert "svhn_cnn" in wrong.json()["detail"] and "cnn or mlp" in wrong.json()["detail"]
     assert stack.client.post("/predict/digit").status_code == 422  # no file at all
 
 

@@ -1,6 +1,7 @@
 """Submitting jobs: validate, store, then queue by task name (no TensorFlow on this path)."""
 
 import logging
+from typing import Any
 
 from celery import Celery
 from kombu.exceptions import OperationalError
@@ -19,8 +20,16 @@ def submit_job(
 ) -> JobRecord:
     """Validate the submission, store it as queued, and send it to the workers' queue."""
     kind = get_kind(submission.kind)
-    params = validate_params(kind, submission.params)
-    record = store.create(kind.name, params)
+    return enqueue_job(
+        store, celery_app, queue, kind.name, validate_params(kind, submission.params)
+    )
+
+
+def enqueue_job(
+    store: JobStore, celery_app: Celery, queue: str, kind: str, params: dict[str, Any]
+) -> JobRecord:
+    """Store already validated params as a queued job and send it to the workers' queue."""
+    record = store.create(kind, params)
     try:
         celery_app.send_task(RUN_JOB_TASK, args=[record.id], queue=queue)
     except OperationalError as error:

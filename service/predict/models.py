@@ -57,6 +57,3 @@ class ModelCache:
 
         path = self.store.file_path(record, "keras")
         return keras.saving.load_model(path, safe_mode=True)
-
-    def __len__(self) -> int:
-        return len(self._models)

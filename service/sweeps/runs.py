@@ -11,8 +11,8 @@ from celery import Celery
 
 from service.errors import ConflictError
 from service.jobs.kinds import InvalidJobError, JobKind, get_kind, validate_params
-from service.jobs.queue import submit_job
-from service.jobs.schemas import JobStatus, JobSubmission
+from service.jobs.queue import enqueue_job
+from service.jobs.schemas import JobStatus
 from service.jobs.store import JobStore
 from service.sweeps.schemas import (
     MAX_SWEEP_JOBS,
@@ -49,14 +49,14 @@ def submit_sweep(
         for replicate in range(submission.replicates):
             params = _replicate_params(kind, submission.base.params | cell, replicate)
             try:
-                validate_params(kind, params)
+                validated = validate_params(kind, params)
             except InvalidJobError as error:
                 raise InvalidJobError(f"In the cell {cell}: {error.detail}", error.errors) from None
-            planned.append((cell, replicate, params))
+            planned.append((cell, replicate, validated))
 
     sweep_jobs = [
         SweepJob(
-            job_id=submit_job(jobs, celery, queue, JobSubmission(kind=kind.name, params=params)).id,
+            job_id=enqueue_job(jobs, celery, queue, kind.name, params).id,
             cell=cell,
             replicate=replicate,
         )
