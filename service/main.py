@@ -11,10 +11,12 @@ from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from service.api.errors import register_exception_handlers
-from service.api.routes import health, jobs, models, predict, presets, sweeps
+from service.api.metrics_middleware import RequestMetricsMiddleware
+from service.api.routes import health, jobs, metrics, models, predict, presets, sweeps
 from service.jobs.store import JobStore
+from service.metrics import ServiceMetrics
 from service.models.store import ModelStore
-from service.predict.models import ModelCache
+from service.predict.models import ModelCache, ModelResolver
 from service.settings import Settings, get_settings
 from service.sweeps.store import SweepStore
 from service.worker.celery_app import celery_app
@@ -47,7 +49,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.job_store = JobStore(redis, settings.heartbeat_ttl_seconds)
     app.state.model_store = ModelStore(redis, settings.artifacts_dir)
     app.state.sweep_store = SweepStore(redis)
-    app.state.model_cache = ModelCache(app.state.model_store)
+    app.state.model_resolver = ModelResolver(app.state.model_store, app.state.job_store)
+    metrics: ServiceMetrics = app.state.metrics
+    metrics.attach_job_store(redis, settings.job_queue)
+    app.state.model_cache = ModelCache(
+        app.state.model_store,
+        max_batch=settings.predict_max_batch,
+        max_wait=settings.predict_max_wait_ms / 1000,
+        on_batch=lambda record, rows: metrics.batch_size.labels(record.id).observe(rows),
+        on_load=metrics.models_loaded.set,
+    )
     app.state.celery = celery_app
     reaper = asyncio.create_task(
         fail_lost_jobs_forever(app.state.job_store, settings.heartbeat_seconds)
@@ -58,6 +69,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         reaper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reaper
+        app.state.model_cache.close()
         redis.close()
 
 
@@ -73,7 +85,10 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     register_exception_handlers(app)
+    app.state.metrics = ServiceMetrics()
+    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(jobs.router)
     app.include_router(models.router)
     app.include_router(sweeps.router)

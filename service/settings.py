@@ -44,6 +44,25 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         64_000_000, gt=0, description="Most pixels an uploaded image may have (width x height)."
     )
+    predict_max_batch: int = Field(
+        64, ge=1, le=1024, description="Most images one model call takes (micro-batching)."
+    )
+    predict_max_wait_ms: float = Field(
+        2.0,
+        ge=0,
+        le=100,
+        description=(
+            "How long a forming batch waits for requests that are still decoding their images. "
+            "A request that finds the model idle and no one else arriving never waits."
+        ),
+    )
+    bootstrap_models: bool = Field(
+        True,
+        description=(
+            "On start, when no digit (cnn) or calculator model is stored and none is being "
+            "trained, queue a job that trains one with the preset's settings."
+        ),
+    )
 
     @property
     def heartbeat_ttl_seconds(self) -> float:

@@ -39,7 +39,31 @@ def photo_of_digit(digit: np.ndarray, rng: np.random.Generator, invert: bool = F
     perspective = cv2.getPerspectiveTransform(corners, (corners + jitter).astype(np.float32))
     coverage = cv2.warpPerspective(coverage, perspective, (frame_width, frame_height))
 
-    paper = _paper(frame_height, frame_width, rng)
+    return _photograph(coverage, rng, invert)
+
+
+def photo_of_row(digits: np.ndarray, rng: np.random.Generator, invert: bool = False) -> np.ndarray:
+    """A grayscale 'photo' of the MNIST digits (N, 28, 28) written side by side on paper,
+    each at its own height, with uneven spacing, the row slightly tilted."""
+    size = int(rng.integers(60, 160))
+    steps = (size * rng.uniform(0.9, 1.15, len(digits))).astype(int)
+    margin = size
+    width, height = 2 * margin + int(steps.sum()), 2 * margin + size
+    coverage = np.zeros((height, width), np.float32)
+    left = margin
+    for digit, step in zip(digits, steps, strict=True):
+        ink = cv2.resize(digit, (size, size), interpolation=cv2.INTER_CUBIC)
+        top = margin + int(rng.integers(-size // 10, size // 10 + 1))
+        coverage[top : top + size, left : left + size] += ink.astype(np.float32) / 255
+        left += step
+    rotation = cv2.getRotationMatrix2D((width / 2, height / 2), float(rng.uniform(-3, 3)), 1.0)
+    coverage = cv2.warpAffine(np.clip(coverage, 0, 1), rotation, (width, height))
+    return _photograph(coverage, rng, invert)
+
+
+def _photograph(coverage: np.ndarray, rng: np.random.Generator, invert: bool) -> np.ndarray:
+    """Ink of the given coverage (0..1) on paper, optionally inverted, with sensor noise."""
+    paper = _paper(*coverage.shape, rng)
     ink_level = rng.uniform(20, 90)
     photo = paper * (1 - coverage) + ink_level * coverage
     if invert:

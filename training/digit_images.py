@@ -28,6 +28,19 @@ class NoDigitFound(ValueError):
     """The image holds nothing that looks like ink."""
 
 
+class WrongDigitCount(ValueError):
+    """A row of digits held another number of digits than expected."""
+
+    def __init__(self, found: int, expected: int) -> None:
+        super().__init__(
+            f"found {found} digit{'s' * (found != 1)} in the row, expected {expected}. Write "
+            f"the digits side by side with a gap between neighbours, or upload each digit as "
+            f"its own image."
+        )
+        self.found = found
+        self.expected = expected
+
+
 @dataclass(frozen=True)
 class PreparedDigit:
     """The 28x28 image the model sees (float32, 0..255, white on black) and where the digit was."""
@@ -46,6 +59,101 @@ def to_mnist(gray: np.ndarray) -> PreparedDigit:
     x, y, width, height = _digit_box(mask)
     strokes = _normalized_strokes(mask[y : y + height, x : x + width])
     return PreparedDigit(image=_center_by_mass(strokes), box=(x, y, width, height))
+
+
+def split_row(gray: np.ndarray, expected: int) -> list[PreparedDigit]:
+    """Prepare each digit of an image holding a row of digits, left to right.
+
+    The ink is found as for one digit; its parts are grouped into digits by their columns
+    (parts that overlap horizontally, like a 5's flag and its body, are one digit). Knowing how
+    many digits to expect, the fewest changes are made to reach that count: a small stray part
+    joins its nearest neighbour, and the widest group (two digits that touch) is cut at its
+    thinnest column. Each digit is then normalised on its own. `WrongDigitCount` when the count
+    still differs.
+    """
+    if gray.ndim != 2:
+        raise ValueError(f"Expected a 2-D grayscale image, got shape {gray.shape}.")
+    gray = _downscale(gray)
+    mask = _ink_mask(_ink_strength(gray))
+    columns = _digit_columns(mask)
+    found = len(columns)
+    columns = _merge_strays(columns, expected)
+    columns = _cut_touching(columns, expected)
+    if len(columns) != expected:
+        raise WrongDigitCount(found, expected)
+    digits = []
+    for parts in columns:
+        x, y, width, height = cv2.boundingRect(parts)
+        strokes = _normalized_strokes(parts[y : y + height, x : x + width] * 255)
+        digits.append(PreparedDigit(image=_center_by_mass(strokes), box=(x, y, width, height)))
+    return digits
+
+
+def _digit_columns(mask: np.ndarray) -> list[np.ndarray]:
+    """A 0/1 image of each digit's parts, left to right: ink components, without specks or
+    (when anything else is there) components touching the border, grouped while they overlap
+    horizontally."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    height, width = mask.shape
+    components = []
+    for index in range(1, count):
+        x, y, w, h, area = (int(value) for value in stats[index])
+        touches_border = x == 0 or y == 0 or x + w >= width or y + h >= height
+        components.append((x, w, area, touches_border, index))
+    inside = [c for c in components if not c[3]] or components
+    if not inside:
+        raise NoDigitFound("no digit found: no ink in the image.")
+    minimum = max(4, 0.05 * max(c[2] for c in inside))
+    groups: list[list[int]] = []  # each: [left, right, component index, ...]
+    for x, w, _, _, index in sorted(c for c in inside if c[2] >= minimum):
+        if groups and x < groups[-1][1] - 0.3 * w:  # overlaps the previous digit's columns
+            groups[-1][1] = max(groups[-1][1], x + w)
+            groups[-1].append(index)
+        else:
+            groups.append([x, x + w, index])
+    return [np.isin(labels, indices).astype(np.uint8) for _, _, *indices in groups]
+
+
+def _merge_strays(columns: list[np.ndarray], expected: int) -> list[np.ndarray]:
+    """While there are too many groups, join the one with the least ink (a stray part of a
+    digit, far less ink than a digit) to its nearer neighbour."""
+    columns = list(columns)
+    while len(columns) > expected:
+        areas = [int(parts.sum()) for parts in columns]
+        smallest = int(np.argmin(areas))
+        if areas[smallest] > 0.3 * float(np.median(areas)):
+            break
+        centre = _centre_x(columns[smallest])
+        neighbours = [i for i in (smallest - 1, smallest + 1) if 0 <= i < len(columns)]
+        nearest = min(neighbours, key=lambda i: abs(_centre_x(columns[i]) - centre))
+        columns[nearest] = columns[nearest] | columns.pop(smallest)
+        if nearest > smallest:
+            nearest -= 1
+    return columns
+
+
+def _cut_touching(columns: list[np.ndarray], expected: int) -> list[np.ndarray]:
+    """While there are too few groups, cut the widest one (two touching digits are wider
+    than any single digit) at its thinnest column in its middle half."""
+    columns = list(columns)
+    while len(columns) < expected:
+        boxes = [cv2.boundingRect(parts) for parts in columns]
+        widest = int(np.argmax([w / max(h, 1) for _, _, w, h in boxes]))
+        x, _, width, height = boxes[widest]
+        if width < 0.8 * height or width < 4:
+            break
+        profile = columns[widest][:, x : x + width].sum(axis=0)
+        middle = slice(width // 4, max(width // 4 + 1, 3 * width // 4))
+        cut = x + middle.start + int(np.argmin(profile[middle]))
+        left, right = columns[widest].copy(), columns[widest].copy()
+        left[:, cut:] = 0
+        right[:, :cut] = 0
+        columns[widest : widest + 1] = [left, right]
+    return columns
+
+
+def _centre_x(parts: np.ndarray) -> float:
+    return float(np.mean(np.nonzero(parts)[1]))
 
 
 def _downscale(gray: np.ndarray) -> np.ndarray:

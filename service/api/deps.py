@@ -8,7 +8,7 @@ from redis import Redis
 
 from service.jobs.store import JobStore
 from service.models.store import ModelStore
-from service.predict.models import ModelCache
+from service.predict.models import ModelCache, ModelResolver
 from service.settings import Settings, get_settings
 from service.sweeps.store import SweepStore
 
@@ -31,6 +31,10 @@ def get_model_cache(request: Request) -> ModelCache:
     return request.app.state.model_cache
 
 
+def get_model_resolver(request: Request) -> ModelResolver:
+    return request.app.state.model_resolver
+
+
 def get_sweep_store(request: Request) -> SweepStore:
     return request.app.state.sweep_store
 
@@ -43,5 +47,6 @@ RedisDep = Annotated[Redis, Depends(get_redis)]
 JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
 ModelStoreDep = Annotated[ModelStore, Depends(get_model_store)]
 ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]
+ModelResolverDep = Annotated[ModelResolver, Depends(get_model_resolver)]
 SweepStoreDep = Annotated[SweepStore, Depends(get_sweep_store)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]

@@ -2,10 +2,12 @@
 
 - `model:{id}`: a hash with the record (JSON for structured fields);
 - `models:all`, `models:kind:{kind}`: sorted sets of ids by creation time, newest last;
+- `models:aliases`: a hash from alias name to model id (like TF Serving's version labels);
 - files: `ARTIFACTS_DIR/models/{id}/model.keras` and `model.h5`.
 
 Model ids are 32 lowercase hex digits; anything else is rejected before a path is built, so
-an id can never point outside the model store.
+an id can never point outside the model store. Aliases are short names that cannot look like
+an id, so a reference is always unambiguously one or the other.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from redis import Redis
 
-from service.errors import NotFoundError
+from service.errors import NotFoundError, ServiceError
 from service.redis_pages import newest_first
 
 MODEL_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
+ALIASES_KEY = "models:aliases"
 ModelFormat = Literal["keras", "h5"]
 _JSON_FIELDS = ("params", "metrics", "files")
 
@@ -37,6 +41,12 @@ class ModelRecord(BaseModel):
     metrics: dict[str, Any]
     files: dict[str, str]
     created_at: datetime
+    aliases: list[str] = []
+
+
+class InvalidAliasError(ServiceError):
+    status_code = 422
+    code = "invalid_alias"
 
 
 class ModelStore:
@@ -87,14 +97,64 @@ class ModelStore:
         raw = self.redis.hgetall(_model_key(model_id)) if MODEL_ID_PATTERN.match(model_id) else {}
         if not raw:
             raise NotFoundError(_not_found_message(model_id))
-        return _decode(raw)
+        return self._with_aliases([_decode(raw)])[0]
+
+    def resolve(self, reference: str) -> ModelRecord:
+        """The model a reference names: a model id, or an alias (read anew on every call, so
+        moving an alias takes effect for the next request)."""
+        if MODEL_ID_PATTERN.match(reference):
+            return self.get(reference)
+        model_id = self.redis.hget(ALIASES_KEY, reference) if len(reference) < 64 else None
+        if model_id is None:
+            raise NotFoundError(
+                f"No model or alias named {reference!r}. A model is named by its 32-character "
+                f"id or by an alias; list both with GET /models."
+            )
+        return self.get(model_id)
+
+    def newest(self, kind: str) -> ModelRecord | None:
+        newest, _ = self.list(kind=kind, limit=1)
+        return newest[0] if newest else None
 
     def list(
         self, kind: str | None = None, limit: int = 20, offset: int = 0
     ) -> tuple[list[ModelRecord], int]:
         """One page of models, newest first, and how many match in all."""
         index = f"models:kind:{kind}" if kind else "models:all"
-        return newest_first(self.redis, index, _model_key, _decode, limit, offset)
+        items, total = newest_first(self.redis, index, _model_key, _decode, limit, offset)
+        return self._with_aliases(items), total
+
+    def set_alias(self, alias: str, model_id: str) -> str | None:
+        """Point `alias` at a stored model; returns the model it named before, if any."""
+        if not ALIAS_PATTERN.match(alias) or MODEL_ID_PATTERN.match(alias):
+            raise InvalidAliasError(
+                f"{alias!r} is not a valid alias: use 1 to 63 characters, lowercase letters, "
+                f"digits, '.', '_' or '-', starting with a letter, and not a 32-character hex "
+                f"string (that would read as a model id). Example: 'production'."
+            )
+        self.get(model_id)
+        previous = self.redis.hget(ALIASES_KEY, alias)
+        self.redis.hset(ALIASES_KEY, alias, model_id)
+        return previous if previous != model_id else None
+
+    def delete_alias(self, alias: str) -> str:
+        """Remove `alias`; returns the id it named. `NotFoundError` if there is no such alias."""
+        model_id = self.redis.hget(ALIASES_KEY, alias) if len(alias) < 64 else None
+        if model_id is None or not self.redis.hdel(ALIASES_KEY, alias):
+            raise NotFoundError(f"No alias named {alias!r}. List aliases with GET /models.")
+        return model_id
+
+    def aliases(self) -> dict[str, str]:
+        """Every alias and the model id it names."""
+        return self.redis.hgetall(ALIASES_KEY)
+
+    def _with_aliases(self, records: list[ModelRecord]) -> list[ModelRecord]:
+        by_model: dict[str, list[str]] = {}
+        for alias, model_id in sorted(self.aliases().items()):
+            by_model.setdefault(model_id, []).append(alias)
+        return [
+            record.model_copy(update={"aliases": by_model.get(record.id, [])}) for record in records
+        ]
 
     def file_path(self, record: ModelRecord, model_format: ModelFormat) -> Path:
         """The stored file of the model in `model_format`; `NotFoundError` if there is none."""

@@ -1,10 +1,10 @@
-"""Stored models: list, inspect and download."""
+"""Stored models: list, inspect, download, and name them with aliases."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from service.api.deps import ModelStoreDep
 from service.api.errors import ERROR_RESPONSES
@@ -13,6 +13,7 @@ from service.models.store import ModelFormat, ModelRecord
 
 router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
 
+ModelPath = Annotated[str, Path(description="A model id or an alias.")]
 MEDIA_TYPES = {"keras": "application/zip", "h5": "application/x-hdf5"}
 
 
@@ -21,6 +22,15 @@ class ModelPage(BaseModel):
     total: int
     limit: int
     offset: int
+    aliases: dict[str, str] = Field(description="Every alias and the model id it names.")
+
+
+class AliasChange(BaseModel):
+    alias: str
+    model_id: str = Field(description="The model the alias names now (or named, once deleted).")
+    previous_model_id: str | None = Field(
+        None, description="The model the alias named before it was moved, if it was."
+    )
 
 
 @router.get("", response_model=ModelPage)
@@ -34,27 +44,43 @@ def list_models(
     if kind is not None:
         get_kind(kind, location=("query", "kind"))
     items, total = store.list(kind=kind, limit=limit, offset=offset)
-    return ModelPage(items=items, total=total, limit=limit, offset=offset)
+    return ModelPage(items=items, total=total, limit=limit, offset=offset, aliases=store.aliases())
 
 
-@router.get("/{model_id}", response_model=ModelRecord)
-def get_model(model_id: str, store: ModelStoreDep) -> ModelRecord:
-    """Get one model: its kind, the job that trained it, its params and test metrics."""
-    return store.get(model_id)
+@router.delete("/aliases/{alias}", response_model=AliasChange)
+def delete_alias(alias: str, store: ModelStoreDep) -> AliasChange:
+    """Remove an alias. The model it named stays stored."""
+    return AliasChange(alias=alias, model_id=store.delete_alias(alias))
+
+
+@router.get("/{model}", response_model=ModelRecord)
+def get_model(model: ModelPath, store: ModelStoreDep) -> ModelRecord:
+    """Get one model: its kind, the job that trained it, its params, test metrics and aliases."""
+    return store.resolve(model)
+
+
+@router.put("/{model}/aliases/{alias}", response_model=AliasChange)
+def set_alias(model: ModelPath, alias: str, store: ModelStoreDep) -> AliasChange:
+    """Point an alias at a model (moving it if it named another). `?model=<alias>` and
+    `/v1/models/<alias>` use that model from the next request on. The model may itself be
+    named by an alias: PUT /models/staging/aliases/production promotes staging's model."""
+    record = store.resolve(model)
+    previous = store.set_alias(alias, record.id)
+    return AliasChange(alias=alias, model_id=record.id, previous_model_id=previous)
 
 
 @router.get(
-    "/{model_id}/download",
+    "/{model}/download",
     response_class=FileResponse,
     responses={200: {"content": {media: {} for media in MEDIA_TYPES.values()}}},
 )
 def download_model(
-    model_id: str,
+    model: ModelPath,
     store: ModelStoreDep,
     format: Annotated[ModelFormat, Query(description="keras (native) or h5.")] = "keras",
 ) -> FileResponse:
     """Download the model file in Keras' native format or as .h5."""
-    record = store.get(model_id)
+    record = store.resolve(model)
     return FileResponse(
         store.file_path(record, format),
         media_type=MEDIA_TYPES[format],

@@ -1,22 +1,26 @@
-"""Predictions from stored models."""
+"""Predictions from stored models: one digit or several, and the sum of 10 digits."""
 
 from __future__ import annotations
 
-import base64
-import io
-from typing import Annotated
+from typing import Annotated, Literal
 
-import numpy as np
-from fastapi import APIRouter, File, Query, UploadFile
-from PIL import Image
+from fastapi import APIRouter, File, Query, Request, UploadFile
 from pydantic import BaseModel, Field
 
-from service.api.deps import ModelCacheDep, ModelStoreDep, SettingsDep
+from service.api.deps import ModelCacheDep, ModelResolverDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
-from service.errors import ServiceError
-from service.predict.decode import decode_upload
-from service.predict.models import resolve_digit_model
-from training.digit_images import NoDigitFound, to_mnist
+from service.predict.models import DIGIT_TASK, SUM_TASK
+from service.predict.reading import (
+    SumReading,
+    Upload,
+    png_base64,
+    prepare_digit,
+    prepare_sequence,
+    read_digits,
+    sum_with_calculator,
+    sum_with_digit_model,
+)
+from service.settings import Settings
 
 router = APIRouter(
     prefix="/predict",
@@ -28,10 +32,10 @@ router = APIRouter(
     },
 )
 
-
-class NoDigitInImage(ServiceError):
-    status_code = 422
-    code = "no_digit_found"
+ModelQuery = Annotated[
+    str | None, Query(description="A model id or alias; default: the newest of the task's kind.")
+]
+DebugQuery = Annotated[bool, Query(description="Also return the 28x28 images the model saw.")]
 
 
 class ModelInfo(BaseModel):
@@ -53,44 +57,102 @@ class DigitPredictions(BaseModel):
     predictions: list[DigitPrediction] = Field(description="In upload order.")
 
 
+class SumPrediction(BaseModel):
+    sum: int
+    digits: list[int] = Field(description="The digit read at each of the 10 positions.")
+    cumulative: list[int] = Field(description="The running sum after each position.")
+    raw_sum: float | None = Field(
+        None, description="The calculator's unrounded output (method=calculator)."
+    )
+    method: Literal["calculator", "digit-model"]
+    model: ModelInfo
+    images: list[str] | None = Field(
+        None, description="With debug=true: the 10 images the model saw, as base64 PNGs."
+    )
+
+
 @router.post("/digit", response_model=DigitPrediction | DigitPredictions)
 def predict_digit(
+    request: Request,
     file: Annotated[
         list[UploadFile], File(description="One image of a digit, or several `file` parts.")
     ],
-    store: ModelStoreDep,
+    resolver: ModelResolverDep,
     cache: ModelCacheDep,
     settings: SettingsDep,
-    model: Annotated[str | None, Query(description="A model id; default: newest cnn.")] = None,
-    debug: Annotated[bool, Query(description="Also return the 28x28 image seen.")] = False,
+    model: ModelQuery = None,
+    debug: DebugQuery = False,
 ) -> DigitPrediction | DigitPredictions:
     """Read the handwritten digit in each uploaded image (photo, scan or drawing)."""
-    record = resolve_digit_model(store, model)
-    prepared = []
-    for upload in file:
-        name = upload.filename or "upload"
-        data = upload.file.read(settings.max_upload_bytes + 1)
-        gray = decode_upload(data, name, settings.max_upload_bytes, settings.max_image_pixels)
-        try:
-            prepared.append(to_mnist(gray).image)
-        except NoDigitFound as error:
-            raise NoDigitInImage(f"{name!r}: {error}") from None
-    probabilities = np.asarray(cache.get(record)(np.stack(prepared), training=False))
+    record = resolver.resolve(DIGIT_TASK, model)
+    request.state.model_id = record.id
+    loaded = cache.get(record)
+    with loaded.batcher.arriving():
+        images = [prepare_digit(_read(upload, settings), settings) for upload in file]
     info = ModelInfo(id=record.id, kind=record.kind)
     predictions = [
         DigitPrediction(
-            digit=int(np.argmax(row)),
-            probabilities=[float(p) for p in row],
-            confidence=float(np.max(row)),
+            digit=reading.digit,
+            probabilities=reading.probabilities,
+            confidence=max(reading.probabilities),
             model=info,
-            image=_png_base64(image) if debug else None,
+            image=png_base64(reading.image) if debug else None,
         )
-        for row, image in zip(probabilities, prepared, strict=True)
+        for reading in read_digits(loaded, images)
     ]
     return predictions[0] if len(predictions) == 1 else DigitPredictions(predictions=predictions)
 
 
-def _png_base64(image: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+@router.post("/sum", response_model=SumPrediction)
+def predict_sum(
+    request: Request,
+    resolver: ModelResolverDep,
+    cache: ModelCacheDep,
+    settings: SettingsDep,
+    files: Annotated[
+        list[UploadFile], File(description="Exactly 10 digit images, in sequence order.")
+    ] = [],  # noqa: B006  FastAPI copies defaults per request
+    file: Annotated[
+        UploadFile | None,
+        File(
+            description="Instead of `files`: one image of a row of 10 digits, read left to right."
+        ),
+    ] = None,
+    method: Annotated[
+        Literal["calculator", "digit-model"],
+        Query(
+            description="calculator: the MNIST calculator reads the sequence (default); "
+            "digit-model: a digit model reads each image and the digits are added up."
+        ),
+    ] = "calculator",
+    model: ModelQuery = None,
+    debug: DebugQuery = False,
+) -> SumPrediction:
+    """The sum of 10 handwritten digits, the digit read at each position and the running sums."""
+    task = SUM_TASK if method == "calculator" else DIGIT_TASK
+    record = resolver.resolve(task, model)
+    request.state.model_id = record.id
+    loaded = cache.get(record)
+    with loaded.batcher.arriving():
+        uploads = [_read(upload, settings) for upload in files]
+        row = _read(file, settings) if file is not None else None
+        images = prepare_sequence(uploads, row, settings)
+    reading: SumReading = (
+        sum_with_calculator(loaded, images)
+        if method == "calculator"
+        else sum_with_digit_model(loaded, images)
+    )
+    return SumPrediction(
+        sum=reading.sum,
+        digits=reading.digits,
+        cumulative=reading.cumulative,
+        raw_sum=reading.raw_sum,
+        method=method,
+        model=ModelInfo(id=record.id, kind=record.kind),
+        images=[png_base64(image) for image in reading.images] if debug else None,
+    )
+
+
+def _read(upload: UploadFile, settings: Settings) -> Upload:
+    # One byte over the limit is enough to know the file is too large.
+    return Upload(upload.filename or "upload", upload.file.read(settings.max_upload_bytes + 1))

@@ -1,0 +1,127 @@
+"""From uploaded files to answers: prepare each image, run the model through its batcher, and
+turn the model's outputs into digits and sums."""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from service.errors import ServiceError
+from service.predict.decode import decode_upload
+from service.predict.models import LoadedModel
+from service.settings import Settings
+from training.data.sequences import SEQUENCE_LENGTH
+from training.digit_images import NoDigitFound, WrongDigitCount, split_row, to_mnist
+
+
+class NoDigitInImage(ServiceError):
+    status_code = 422
+    code = "no_digit_found"
+
+
+class WrongImageCount(ServiceError):
+    status_code = 422
+    code = "wrong_image_count"
+
+
+@dataclass(frozen=True)
+class Upload:
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class DigitReading:
+    digit: int
+    probabilities: list[float]
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class SumReading:
+    sum: int
+    digits: list[int]
+    cumulative: list[int]
+    raw_sum: float | None
+    images: list[np.ndarray]
+
+
+def prepare_digit(upload: Upload, settings: Settings) -> np.ndarray:
+    """The 28x28 image (float32, white on black) the model sees for one uploaded digit."""
+    gray = decode_upload(
+        upload.data, upload.name, settings.max_upload_bytes, settings.max_image_pixels
+    )
+    try:
+        return to_mnist(gray).image
+    except NoDigitFound as error:
+        raise NoDigitInImage(f"{upload.name!r}: {error}") from None
+
+
+def prepare_row(upload: Upload, settings: Settings) -> list[np.ndarray]:
+    """The 28x28 images of the 10 digits in one image of a row of digits, left to right."""
+    gray = decode_upload(
+        upload.data, upload.name, settings.max_upload_bytes, settings.max_image_pixels
+    )
+    try:
+        return [digit.image for digit in split_row(gray, SEQUENCE_LENGTH)]
+    except NoDigitFound as error:
+        raise NoDigitInImage(f"{upload.name!r}: {error}") from None
+    except WrongDigitCount as error:
+        raise WrongImageCount(f"{upload.name!r}: {error}") from None
+
+
+def prepare_sequence(
+    uploads: list[Upload], row: Upload | None, settings: Settings
+) -> list[np.ndarray]:
+    """The 10 images of a sum request: 10 separate uploads, or one image of a row."""
+    if row is not None and uploads:
+        raise WrongImageCount(
+            "Send either 10 `files` parts or one `file` holding a row of 10 digits, not both."
+        )
+    if row is not None:
+        return prepare_row(row, settings)
+    if len(uploads) != SEQUENCE_LENGTH:
+        raise WrongImageCount(
+            f"A sum needs exactly {SEQUENCE_LENGTH} images, got {len(uploads)}: send "
+            f"{SEQUENCE_LENGTH} `files` parts in sequence order, or one `file` holding a row of "
+            f"{SEQUENCE_LENGTH} digits."
+        )
+    return [prepare_digit(upload, settings) for upload in uploads]
+
+
+def read_digits(model: LoadedModel, images: list[np.ndarray]) -> list[DigitReading]:
+    probabilities = np.asarray(model.batcher.run(np.stack(images)))
+    return [
+        DigitReading(int(np.argmax(row)), [float(p) for p in row], image)
+        for row, image in zip(probabilities, images, strict=True)
+    ]
+
+
+def sum_with_digit_model(model: LoadedModel, images: list[np.ndarray]) -> SumReading:
+    """Read each digit with a digit model and add them up."""
+    digits = [reading.digit for reading in read_digits(model, images)]
+    cumulative = np.cumsum(digits).tolist()
+    return SumReading(cumulative[-1], digits, cumulative, None, images)
+
+
+def sum_with_calculator(model: LoadedModel, images: list[np.ndarray]) -> SumReading:
+    """The calculator's sum and running sums. Its digits are its own digit head's, when it was
+    trained with one; otherwise the steps between its rounded running sums."""
+    outputs = model.batcher.run(np.stack(images)[np.newaxis])
+    raw_sum = float(outputs["sum"].reshape(-1)[0])
+    cumulative = np.rint(outputs["cumulative"][0]).astype(int)
+    if "digits" in outputs:
+        digits = np.argmax(outputs["digits"][0], axis=-1)
+    else:
+        digits = np.clip(np.diff(cumulative, prepend=0), 0, 9)
+    return SumReading(round(raw_sum), digits.tolist(), cumulative.tolist(), raw_sum, images)
+
+
+def png_base64(image: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
