@@ -82,11 +82,8 @@ def worker_command(settings: Settings) -> list[str]:
     ]  # fmt: skip
 
 
-def api_command(settings: Settings) -> list[str]:
-    return [
-        sys.executable, "-m", "uvicorn", "service.main:app",
-        "--host", settings.host, "--port", str(settings.port),
-    ]  # fmt: skip
+def api_command() -> list[str]:
+    return [sys.executable, "-m", "service.api_server"]
 
 
 def run(settings: Settings) -> int:
@@ -107,7 +104,7 @@ def run(settings: Settings) -> int:
         if redis_server is not None:
             children.append(("redis-server", redis_server))
         children.append(("worker", _spawn(worker_command(settings))))
-        children.append(("api", _spawn(api_command(settings))))
+        children.append(("api", _spawn(api_command())))
         logger.info(
             "API on http://%s:%s (docs at /docs); Ctrl-C stops everything.",
             settings.host,

@@ -3,16 +3,20 @@
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from service.api.errors import register_exception_handlers
 from service.api.metrics_middleware import RequestMetricsMiddleware
 from service.api.routes import health, jobs, metrics, models, predict, presets, sweeps
+from service.bootstrap import load_default_models, queue_missing_models
+from service.errors import ServiceError
 from service.jobs.store import JobStore
 from service.metrics import ServiceMetrics
 from service.models.store import ModelStore
@@ -22,6 +26,7 @@ from service.sweeps.store import SweepStore
 from service.worker.celery_app import celery_app
 
 logger = logging.getLogger(__name__)
+REDIS_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5, "health_check_interval": 30}
 
 
 async def fail_lost_jobs_forever(store: JobStore, interval: float) -> None:
@@ -35,21 +40,45 @@ async def fail_lost_jobs_forever(store: JobStore, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+def start_serving(app: FastAPI, settings: Settings) -> None:
+    """Queue the default models' training if there are none, and load those there are (in a
+    thread of its own, so the API answers while a model loads)."""
+    try:
+        if settings.bootstrap_models:
+            queue_missing_models(
+                app.state.model_store,
+                app.state.job_store,
+                app.state.celery,
+                settings.job_queue,
+                settings.bootstrap_overrides,
+            )
+    except (RedisError, ServiceError) as error:
+        logger.warning("Could not check for default models to train: %s", error)
+    if settings.preload_models:
+        threading.Thread(
+            target=_preload, args=(app.state.model_store, app.state.model_cache), daemon=True
+        ).start()
+
+
+def _preload(models: ModelStore, cache: ModelCache) -> None:
+    try:
+        for model_id in load_default_models(models, cache):
+            logger.info("Model %s loaded for predictions.", model_id)
+    except Exception:  # a model that cannot load now fails again, with its reason, on request
+        logger.exception("Could not preload the default models.")
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = get_settings()
-    redis = Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        health_check_interval=30,
-    )
+    redis = Redis.from_url(settings.redis_url, decode_responses=True, **REDIS_OPTIONS)
     app.state.redis = redis
     app.state.job_store = JobStore(redis, settings.heartbeat_ttl_seconds)
     app.state.model_store = ModelStore(redis, settings.artifacts_dir)
     app.state.sweep_store = SweepStore(redis)
-    app.state.model_resolver = ModelResolver(app.state.model_store, app.state.job_store)
+    # Predictions look their model up on the event loop, through the asyncio client.
+    async_redis = AsyncRedis.from_url(settings.redis_url, decode_responses=True, **REDIS_OPTIONS)
+    app.state.model_resolver = ModelResolver(async_redis, app.state.job_store)
     metrics: ServiceMetrics = app.state.metrics
     metrics.attach_job_store(redis, settings.job_queue)
     app.state.model_cache = ModelCache(
@@ -60,16 +89,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         on_load=metrics.models_loaded.set,
     )
     app.state.celery = celery_app
-    reaper = asyncio.create_task(
-        fail_lost_jobs_forever(app.state.job_store, settings.heartbeat_seconds)
-    )
+    await run_in_threadpool(start_serving, app, settings)
+    background = [
+        asyncio.create_task(
+            fail_lost_jobs_forever(app.state.job_store, settings.heartbeat_seconds)
+        ),
+        asyncio.create_task(app.state.model_resolver.follow_changes()),
+    ]
     try:
         yield
     finally:
-        reaper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reaper
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         app.state.model_cache.close()
+        metrics.process_exiting()
+        await async_redis.aclose()
         redis.close()
 
 

@@ -1,11 +1,24 @@
-"""Prometheus metrics of one API process, in a registry of its own (GET /metrics)."""
+"""Prometheus metrics of the API (GET /metrics).
+
+One API process keeps them in a registry of its own. Several (API_WORKERS > 1, started by
+service.api_server) write them to files in PROMETHEUS_MULTIPROC_DIR, and a scrape of any of
+them adds up all of them (prometheus-client's multiprocess mode).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from redis import Redis
@@ -15,42 +28,67 @@ from service.jobs.schemas import JobStatus
 
 logger = logging.getLogger(__name__)
 
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class ServiceMetrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.multiprocess = METRICS_DIR_VARIABLE in os.environ
+        # In multiprocess mode the metrics live in files; registering them too would count
+        # this process twice.
+        self._own = CollectorRegistry()
+        registry = None if self.multiprocess else self._own
+        self._job_collector: JobCollector | None = None
         self.requests = Counter(
             "digit_service_requests",
             "HTTP requests answered, by method, endpoint (route template), model and status.",
             ["method", "endpoint", "model", "status"],
-            registry=self.registry,
+            registry=registry,
         )
         self.latency = Histogram(
             "digit_service_request_seconds",
             "Time from request to response, by method, endpoint and model.",
             ["method", "endpoint", "model"],
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=registry,
         )
         self.batch_size = Histogram(
             "digit_service_predict_batch_rows",
             "Images per model call, as micro-batching formed them.",
             ["model"],
             buckets=BATCH_BUCKETS,
-            registry=self.registry,
+            registry=registry,
         )
         self.models_loaded = Gauge(
             "digit_service_models_loaded",
-            "Models held in this process's memory for predictions.",
-            registry=self.registry,
+            "Models held in memory for predictions (summed over the API's processes).",
+            registry=registry,
+            multiprocess_mode="livesum",
         )
 
     def attach_job_store(self, redis: Redis, job_queue: str) -> None:
         """Report jobs by status and the queue's length, read from Redis at each scrape."""
-        self.registry.register(JobCollector(redis, job_queue))
+        self._job_collector = JobCollector(redis, job_queue)
+
+    def exposition(self) -> bytes:
+        """Every metric in Prometheus' text format."""
+        registry = CollectorRegistry() if self.multiprocess else self._own
+        if self.multiprocess:
+            multiprocess.MultiProcessCollector(registry)
+        text = generate_latest(registry)
+        if self._job_collector is not None:
+            jobs = CollectorRegistry()
+            jobs.register(self._job_collector)
+            text += generate_latest(jobs)
+        return text
+
+    def process_exiting(self) -> None:
+        """Drop this process's live gauges (multiprocess mode)."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())
 
 
 class JobCollector(Collector):

@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,15 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         64_000_000, gt=0, description="Most pixels an uploaded image may have (width x height)."
     )
+    api_workers: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description=(
+            "API processes. Each holds its own copy of the models; more processes serve more "
+            "predictions per second, up to about one per CPU core."
+        ),
+    )
     predict_max_batch: int = Field(
         64, ge=1, le=1024, description="Most images one model call takes (micro-batching)."
     )
@@ -62,6 +72,16 @@ class Settings(BaseSettings):
             "On start, when no digit (cnn) or calculator model is stored and none is being "
             "trained, queue a job that trains one with the preset's settings."
         ),
+    )
+    bootstrap_overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            'JSON merged into the bootstrap jobs\' params, e.g. {"epochs": 1} for quick demo '
+            "models."
+        ),
+    )
+    preload_models: bool = Field(
+        True, description="On start, load the newest digit and calculator models into memory."
     )
 
     @property

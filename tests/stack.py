@@ -114,6 +114,7 @@ class ServiceStack:
             "HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
             "ARTIFACTS_DIR": str(log_dir / "artifacts"),
             "PYTHONUNBUFFERED": "1",
+            "BOOTSTRAP_MODELS": "false",  # tests that want bootstrap jobs ask for them
             **settings,
         }
         self.log_dir = log_dir

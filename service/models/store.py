@@ -29,8 +29,23 @@ from service.redis_pages import newest_first
 MODEL_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
 ALIASES_KEY = "models:aliases"
+MODELS_CHANGED_CHANNEL = "models:changed"  # published on every registration and alias change
 ModelFormat = Literal["keras", "h5"]
 _JSON_FIELDS = ("params", "metrics", "files")
+
+# A model's record by id, by alias, or the newest of a kind, in one round trip: the prediction
+# endpoints run it on every request, so a new model or a moved alias answers the next one.
+FIND_MODEL_SCRIPT = """
+local mode, name = ARGV[1], ARGV[2]
+local model_id = name
+if mode == 'alias' then
+  model_id = redis.call('HGET', 'models:aliases', name)
+elseif mode == 'newest' then
+  model_id = redis.call('ZREVRANGE', 'models:kind:' .. name, 0, 0)[1]
+end
+if not model_id then return {} end
+return redis.call('HGETALL', 'model:' .. model_id)
+"""
 
 
 class ModelRecord(BaseModel):
@@ -53,6 +68,7 @@ class ModelStore:
     def __init__(self, redis: Redis, artifacts_dir: Path) -> None:
         self.redis = redis
         self.root = Path(artifacts_dir).resolve() / "models"
+        self._find = redis.register_script(FIND_MODEL_SCRIPT)
 
     def model_dir(self, model_id: str) -> Path:
         """The folder holding the model's files; `NotFoundError` for a malformed id."""
@@ -86,6 +102,7 @@ class ModelStore:
         )
         pipe.zadd("models:all", {model_id: now})
         pipe.zadd(f"models:kind:{kind}", {model_id: now})
+        pipe.publish(MODELS_CHANGED_CHANNEL, model_id)
         pipe.execute()
         return self.get(model_id)
 
@@ -100,21 +117,17 @@ class ModelStore:
         return self._with_aliases([_decode(raw)])[0]
 
     def resolve(self, reference: str) -> ModelRecord:
-        """The model a reference names: a model id, or an alias (read anew on every call, so
-        moving an alias takes effect for the next request)."""
-        if MODEL_ID_PATTERN.match(reference):
-            return self.get(reference)
-        model_id = self.redis.hget(ALIASES_KEY, reference) if len(reference) < 64 else None
-        if model_id is None:
-            raise NotFoundError(
-                f"No model or alias named {reference!r}. A model is named by its 32-character "
-                f"id or by an alias; list both with GET /models."
-            )
-        return self.get(model_id)
+        """The model a reference names, a model id or an alias, with its aliases."""
+        return self._with_aliases([self.find(reference)])[0]
+
+    def find(self, reference: str) -> ModelRecord:
+        """The model a reference (id or alias) names, in one round trip, without its aliases."""
+        return found_model(self._find(args=find_by_reference(reference)), reference)
 
     def newest(self, kind: str) -> ModelRecord | None:
-        newest, _ = self.list(kind=kind, limit=1)
-        return newest[0] if newest else None
+        """The newest model of `kind` (without its aliases), in one round trip."""
+        raw = self._find(args=find_newest(kind))
+        return found_model(raw, kind) if raw else None
 
     def list(
         self, kind: str | None = None, limit: int = 20, offset: int = 0
@@ -133,14 +146,21 @@ class ModelStore:
                 f"string (that would read as a model id). Example: 'production'."
             )
         self.get(model_id)
-        previous = self.redis.hget(ALIASES_KEY, alias)
-        self.redis.hset(ALIASES_KEY, alias, model_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hget(ALIASES_KEY, alias)
+        pipe.hset(ALIASES_KEY, alias, model_id)
+        pipe.publish(MODELS_CHANGED_CHANNEL, model_id)
+        previous, _, _ = pipe.execute()
         return previous if previous != model_id else None
 
     def delete_alias(self, alias: str) -> str:
         """Remove `alias`; returns the id it named. `NotFoundError` if there is no such alias."""
-        model_id = self.redis.hget(ALIASES_KEY, alias) if len(alias) < 64 else None
-        if model_id is None or not self.redis.hdel(ALIASES_KEY, alias):
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hget(ALIASES_KEY, alias)
+        pipe.hdel(ALIASES_KEY, alias)
+        pipe.publish(MODELS_CHANGED_CHANNEL, alias)
+        model_id, deleted, _ = pipe.execute()
+        if not deleted:
             raise NotFoundError(f"No alias named {alias!r}. List aliases with GET /models.")
         return model_id
 
@@ -166,6 +186,28 @@ class ModelStore:
                 f"(formats recorded: {sorted(record.files)})."
             )
         return path
+
+
+def find_by_reference(reference: str) -> list[str]:
+    """FIND_MODEL_SCRIPT's arguments for a model id or an alias."""
+    if len(reference) > 63:  # longer than any id or alias; not worth a round trip
+        return ["id", ""]
+    return ["id" if MODEL_ID_PATTERN.match(reference) else "alias", reference]
+
+
+def find_newest(kind: str) -> list[str]:
+    """FIND_MODEL_SCRIPT's arguments for the newest model of a kind."""
+    return ["newest", kind]
+
+
+def found_model(raw: list[str], reference: str) -> ModelRecord:
+    """The record FIND_MODEL_SCRIPT returned; `NotFoundError` when it found none."""
+    if not raw:
+        raise NotFoundError(
+            f"No model or alias named {reference!r}. A model is named by its 32-character id "
+            f"or by an alias; list both with GET /models."
+        )
+    return _decode(dict(zip(raw[::2], raw[1::2], strict=True)))
 
 
 def _model_key(model_id: str) -> str:

@@ -9,6 +9,7 @@ them, at most `max_wait` seconds. A lone request therefore never waits.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -71,8 +72,12 @@ class MicroBatcher:
         return future
 
     def run(self, rows: np.ndarray, timeout: float | None = 60.0) -> Outputs:
-        """`submit` and wait for the outputs."""
+        """`submit` and wait for the outputs (from a thread)."""
         return self.submit(rows).result(timeout)
+
+    async def outputs(self, rows: np.ndarray) -> Outputs:
+        """`submit` and await the outputs (from the event loop)."""
+        return await asyncio.wrap_future(self.submit(rows))
 
     def close(self) -> None:
         with self._condition:

@@ -61,6 +61,17 @@ def decode_upload(data: bytes, name: str, max_bytes: int, max_pixels: int) -> np
         ) from None
 
 
+def declared_pixels(data: bytes) -> int | None:
+    """Width x height from the image's header alone; None if no header can be read."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            width, height = Image.open(io.BytesIO(data)).size
+    except Exception:  # anything unreadable is judged, with a clear error, by decode_upload
+        return None
+    return width * height
+
+
 def _to_gray(image: Image.Image) -> np.ndarray:
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")

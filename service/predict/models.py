@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -9,12 +11,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
+from starlette.concurrency import run_in_threadpool
 
 from service.errors import ConflictError, ServiceError
 from service.jobs.schemas import JobStatus
 from service.jobs.store import JobStore
-from service.models.store import ModelRecord, ModelStore
+from service.models.store import (
+    FIND_MODEL_SCRIPT,
+    MODELS_CHANGED_CHANNEL,
+    ModelRecord,
+    ModelStore,
+    find_by_reference,
+    find_newest,
+    found_model,
+)
 from service.predict.batching import MicroBatcher, Outputs
 
 logger = logging.getLogger(__name__)
@@ -41,30 +53,65 @@ SUM_TASK = Task("sums of 10 digits", ("calculator",), preset="calculator")
 
 class ModelResolver:
     """Which stored model answers: the one a reference (id or alias) names, else the newest of
-    the task's default kind. Read from Redis on every request, so a new model or a moved alias
-    answers the next request; while Redis is unreachable, the last answer for the same
-    reference is used, so models already loaded keep serving."""
+    the task's default kind.
 
-    def __init__(self, models: ModelStore, jobs: JobStore) -> None:
-        self.models = models
+    Answers are cached while this process is subscribed to the model store's change channel:
+    every registration and alias change publishes on it and empties the cache, so a new model
+    or a moved alias answers the next request without a Redis round trip on every request.
+    Unsubscribed (Redis restarting), every request asks Redis (one round trip, on the asyncio
+    client, so the event loop never blocks); with Redis unreachable, the last answer for the
+    same reference is used, so models already loaded keep serving.
+    """
+
+    def __init__(self, redis: AsyncRedis, jobs: JobStore) -> None:
+        self.redis = redis
         self.jobs = jobs
+        self._find = redis.register_script(FIND_MODEL_SCRIPT)
+        self._cache: dict[tuple[str, str | None], ModelRecord] = {}
+        self._subscribed = False
         self._last: dict[tuple[str, str | None], ModelRecord] = {}
 
-    def resolve(self, task: Task, reference: str | None) -> ModelRecord:
+    async def resolve(self, task: Task, reference: str | None) -> ModelRecord:
         key = (task.name, reference)
+        if self._subscribed and key in self._cache:
+            return self._cache[key]
         try:
-            record = self._resolve(task, reference)
+            record = await self._resolve(task, reference)
         except RedisError:
             if key not in self._last:
                 raise
             logger.warning("Redis unreachable; %s keep using model %s.", task.name, key)
             return self._last[key]
         self._last[key] = record
+        if self._subscribed:
+            self._cache[key] = record
         return record
 
-    def _resolve(self, task: Task, reference: str | None) -> ModelRecord:
+    def forget(self) -> None:
+        """Drop cached answers (this process changed the models or aliases itself)."""
+        self._cache.clear()
+
+    async def follow_changes(self, retry_seconds: float = 1.0) -> None:
+        """Run for the life of the process: keep the cache only while subscribed."""
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(MODELS_CHANGED_CHANNEL)
+                    self._cache.clear()  # anything may have changed while unsubscribed
+                    self._subscribed = True
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self._cache.clear()
+            except RedisError as error:
+                logger.warning("Not following model changes (%s); retrying.", error)
+            finally:
+                self._subscribed = False
+                self._cache.clear()
+            await asyncio.sleep(retry_seconds)
+
+    async def _resolve(self, task: Task, reference: str | None) -> ModelRecord:
         if reference:
-            record = self.models.resolve(reference)
+            record = found_model(await self._find(args=find_by_reference(reference)), reference)
             if record.kind not in task.kinds:
                 raise WrongModelKind(
                     f"Model {reference!r} is a {record.kind!r} model; {task.name} need one of "
@@ -72,10 +119,10 @@ class ModelResolver:
                     f"{task.kinds[0]}."
                 )
             return record
-        newest = self.models.newest(task.kinds[0])
-        if newest is None:
-            raise ConflictError(self._no_model_message(task))
-        return newest
+        raw = await self._find(args=find_newest(task.kinds[0]))
+        if not raw:
+            raise ConflictError(await run_in_threadpool(self._no_model_message, task))
+        return found_model(raw, task.kinds[0])
 
     def _no_model_message(self, task: Task) -> str:
         kind = task.kinds[0]
@@ -123,7 +170,12 @@ class ModelCache:
         self._models: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
 
+    def peek(self, record: ModelRecord) -> LoadedModel | None:
+        """The model if it is already in memory."""
+        return self._models.get(record.id)
+
     def get(self, record: ModelRecord) -> LoadedModel:
+        """The model, loaded now if it is not in memory yet."""
         loaded = self._models.get(record.id)
         if loaded is not None:
             return loaded
@@ -159,6 +211,12 @@ def compiled_predict(path: Path) -> Callable[[np.ndarray], Outputs]:
 
     from training import activations, calculator  # noqa: F401  registers custom objects
 
+    if not tf.config.list_physical_devices("GPU"):
+        # One CPU thread per op: TF's pool otherwise spins on every core between calls, taking
+        # the CPU that the event loop needs to decode and prepare the next requests.
+        with contextlib.suppress(RuntimeError):  # already set by an earlier load
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
     model = keras.saving.load_model(path, safe_mode=True)
     signature = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
     graph = tf.function(lambda inputs: model(inputs, training=False), input_signature=[signature])

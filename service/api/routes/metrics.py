@@ -1,7 +1,7 @@
 """GET /metrics: the API process's metrics in Prometheus' text format."""
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 router = APIRouter(tags=["health"])
 
@@ -14,6 +14,4 @@ router = APIRouter(tags=["health"])
 def get_metrics(request: Request) -> Response:
     """Requests and latency per endpoint and model, micro-batch sizes, models loaded, jobs by
     status and the training queue's length."""
-    return Response(
-        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
-    )
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

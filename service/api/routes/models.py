@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from service.api.deps import ModelStoreDep
+from service.api.deps import ModelResolverDep, ModelStoreDep
 from service.api.errors import ERROR_RESPONSES
 from service.jobs.kinds import get_kind
 from service.models.store import ModelFormat, ModelRecord
@@ -48,9 +48,11 @@ def list_models(
 
 
 @router.delete("/aliases/{alias}", response_model=AliasChange)
-def delete_alias(alias: str, store: ModelStoreDep) -> AliasChange:
+def delete_alias(alias: str, store: ModelStoreDep, resolver: ModelResolverDep) -> AliasChange:
     """Remove an alias. The model it named stays stored."""
-    return AliasChange(alias=alias, model_id=store.delete_alias(alias))
+    model_id = store.delete_alias(alias)
+    resolver.forget()
+    return AliasChange(alias=alias, model_id=model_id)
 
 
 @router.get("/{model}", response_model=ModelRecord)
@@ -60,12 +62,15 @@ def get_model(model: ModelPath, store: ModelStoreDep) -> ModelRecord:
 
 
 @router.put("/{model}/aliases/{alias}", response_model=AliasChange)
-def set_alias(model: ModelPath, alias: str, store: ModelStoreDep) -> AliasChange:
+def set_alias(
+    model: ModelPath, alias: str, store: ModelStoreDep, resolver: ModelResolverDep
+) -> AliasChange:
     """Point an alias at a model (moving it if it named another). `?model=<alias>` and
     `/v1/models/<alias>` use that model from the next request on. The model may itself be
     named by an alias: PUT /models/staging/aliases/production promotes staging's model."""
     record = store.resolve(model)
     previous = store.set_alias(alias, record.id)
+    resolver.forget()
     return AliasChange(alias=alias, model_id=record.id, previous_model_id=previous)
 
 

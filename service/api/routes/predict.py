@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import numpy as np
 from fastapi import APIRouter, File, Query, Request, UploadFile
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import ModelCacheDep, ModelResolverDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
-from service.predict.models import DIGIT_TASK, SUM_TASK
+from service.models.store import ModelRecord
+from service.predict.models import DIGIT_TASK, SUM_TASK, LoadedModel, ModelCache
 from service.predict.reading import (
     SumReading,
     Upload,
+    off_the_loop_unless_small,
     png_base64,
     prepare_digit,
     prepare_sequence,
@@ -72,7 +76,7 @@ class SumPrediction(BaseModel):
 
 
 @router.post("/digit", response_model=DigitPrediction | DigitPredictions)
-def predict_digit(
+async def predict_digit(
     request: Request,
     file: Annotated[
         list[UploadFile], File(description="One image of a digit, or several `file` parts.")
@@ -84,11 +88,12 @@ def predict_digit(
     debug: DebugQuery = False,
 ) -> DigitPrediction | DigitPredictions:
     """Read the handwritten digit in each uploaded image (photo, scan or drawing)."""
-    record = resolver.resolve(DIGIT_TASK, model)
+    record = await resolver.resolve(DIGIT_TASK, model)
     request.state.model_id = record.id
-    loaded = cache.get(record)
+    loaded = await _loaded(cache, record)
     with loaded.batcher.arriving():
-        images = [prepare_digit(_read(upload, settings), settings) for upload in file]
+        uploads = [await _read(upload, settings) for upload in file]
+        images = await off_the_loop_unless_small(uploads, _prepare_digits, uploads, settings)
     info = ModelInfo(id=record.id, kind=record.kind)
     predictions = [
         DigitPrediction(
@@ -98,13 +103,13 @@ def predict_digit(
             model=info,
             image=png_base64(reading.image) if debug else None,
         )
-        for reading in read_digits(loaded, images)
+        for reading in await read_digits(loaded, images)
     ]
     return predictions[0] if len(predictions) == 1 else DigitPredictions(predictions=predictions)
 
 
 @router.post("/sum", response_model=SumPrediction)
-def predict_sum(
+async def predict_sum(
     request: Request,
     resolver: ModelResolverDep,
     cache: ModelCacheDep,
@@ -130,14 +135,17 @@ def predict_sum(
 ) -> SumPrediction:
     """The sum of 10 handwritten digits, the digit read at each position and the running sums."""
     task = SUM_TASK if method == "calculator" else DIGIT_TASK
-    record = resolver.resolve(task, model)
+    record = await resolver.resolve(task, model)
     request.state.model_id = record.id
-    loaded = cache.get(record)
+    loaded = await _loaded(cache, record)
     with loaded.batcher.arriving():
-        uploads = [_read(upload, settings) for upload in files]
-        row = _read(file, settings) if file is not None else None
-        images = prepare_sequence(uploads, row, settings)
-    reading: SumReading = (
+        uploads = [await _read(upload, settings) for upload in files]
+        row = await _read(file, settings) if file is not None else None
+        every_upload = uploads + ([row] if row else [])
+        images = await off_the_loop_unless_small(
+            every_upload, prepare_sequence, uploads, row, settings
+        )
+    reading: SumReading = await (
         sum_with_calculator(loaded, images)
         if method == "calculator"
         else sum_with_digit_model(loaded, images)
@@ -153,6 +161,15 @@ def predict_sum(
     )
 
 
-def _read(upload: UploadFile, settings: Settings) -> Upload:
+async def _read(upload: UploadFile, settings: Settings) -> Upload:
     # One byte over the limit is enough to know the file is too large.
-    return Upload(upload.filename or "upload", upload.file.read(settings.max_upload_bytes + 1))
+    return Upload(upload.filename or "upload", await upload.read(settings.max_upload_bytes + 1))
+
+
+def _prepare_digits(uploads: list[Upload], settings: Settings) -> list[np.ndarray]:
+    return [prepare_digit(upload, settings) for upload in uploads]
+
+
+async def _loaded(cache: ModelCache, record: ModelRecord) -> LoadedModel:
+    """The model in memory; loading one (seconds, the first time) happens in a thread."""
+    return cache.peek(record) or await run_in_threadpool(cache.get, record)
