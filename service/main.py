@@ -14,7 +14,16 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.errors import register_exception_handlers
 from service.api.metrics_middleware import RequestMetricsMiddleware
-from service.api.routes import health, jobs, metrics, models, predict, presets, sweeps
+from service.api.routes import (
+    health,
+    jobs,
+    metrics,
+    models,
+    predict,
+    presets,
+    sweeps,
+    tf_serving,
+)
 from service.bootstrap import load_default_models, queue_missing_models
 from service.errors import ServiceError
 from service.jobs.store import JobStore
@@ -130,6 +139,7 @@ def create_app() -> FastAPI:
     app.include_router(sweeps.router)
     app.include_router(presets.router)
     app.include_router(predict.router)
+    app.include_router(tf_serving.router)
     return app
 
 

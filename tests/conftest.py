@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.stack import REPO_ROOT, ServiceStack
@@ -70,3 +71,33 @@ def stack(tmp_path_factory: pytest.TempPathFactory, svhn_dir: Path) -> Iterator[
 def client(stack: ServiceStack) -> httpx.Client:
     """An HTTP client for the running API."""
     return stack.client
+
+
+@pytest.fixture(scope="session")
+def digit_model(stack: ServiceStack, mnist_path: Path) -> dict:
+    """A small CNN trained once for the session; its model record."""
+    job = stack.submit(
+        "cnn", conv_filters=[16, 32], dense_units=64, epochs=3, train_limit=12000, batch_size=32,
+        test_limit=2000, seed=0,
+    )  # fmt: skip
+    finished = stack.wait_until_finished(job["id"], timeout=300)
+    assert finished["status"] == "succeeded", finished["error"]
+    return stack.client.get(f"/models/{finished['result']['model_id']}").json()
+
+
+@pytest.fixture(scope="session")
+def calculator_model(stack: ServiceStack, mnist_path: Path) -> dict:
+    """A small calculator with a digit head, trained once for the session; its model record."""
+    job = stack.submit(
+        "calculator", digit_labels=True, epochs=3, train_limit=10000, test_limit=1000, seed=0
+    )
+    finished = stack.wait_until_finished(job["id"], timeout=300)
+    assert finished["status"] == "succeeded", finished["error"]
+    return stack.client.get(f"/models/{finished['result']['model_id']}").json()
+
+
+@pytest.fixture(scope="session")
+def test_digits(mnist_path: Path) -> tuple:
+    """MNIST test images 3000..3099 (none used to train the session's models) and labels."""
+    with np.load(mnist_path) as data:
+        return data["x_test"][3000:3100], data["y_test"][3000:3100]

@@ -18,21 +18,8 @@ SAMPLE = 40
 
 
 @pytest.fixture(scope="module")
-def digit_model(stack, mnist_path):
-    """A small CNN trained for this module; its id and record."""
-    job = stack.submit(
-        "cnn", conv_filters=[16, 32], dense_units=64, epochs=2, train_limit=8000,
-        test_limit=2000, seed=0,
-    )  # fmt: skip
-    finished = stack.wait_until_finished(job["id"], timeout=300)
-    assert finished["status"] == "succeeded", finished["error"]
-    return stack.client.get(f"/models/{finished['result']['model_id']}").json()
-
-
-@pytest.fixture(scope="module")
-def test_digits(mnist_path):
-    with np.load(mnist_path) as data:
-        return data["x_test"][3000 : 3000 + SAMPLE], data["y_test"][3000 : 3000 + SAMPLE]
+def sample(test_digits):
+    return test_digits[0][:SAMPLE], test_digits[1][:SAMPLE]
 
 
 def predict(stack, files, **params):
@@ -45,8 +32,8 @@ def accuracy(response, labels) -> float:
     return float(np.mean(np.array(digits) == labels))
 
 
-def test_clean_digits_are_read_as_well_as_the_model_reads_mnist(stack, digit_model, test_digits):
-    images, labels = test_digits
+def test_clean_digits_are_read_as_well_as_the_model_reads_mnist(stack, digit_model, sample):
+    images, labels = sample
     files = [(f"digit{i}.png", encode(image, "PNG")) for i, image in enumerate(images)]
     response = predict(stack, files, model=digit_model["id"])
     assert response.status_code == 200, response.text
@@ -59,8 +46,8 @@ def test_clean_digits_are_read_as_well_as_the_model_reads_mnist(stack, digit_mod
         assert prediction["confidence"] == max(prediction["probabilities"])
 
 
-def test_photo_like_uploads_are_read_nearly_as_well(stack, digit_model, test_digits):
-    images, labels = test_digits
+def test_photo_like_uploads_are_read_nearly_as_well(stack, digit_model, sample):
+    images, labels = sample
     rng = np.random.default_rng(5)
     clean = predict(stack, [(f"{i}.png", encode(im, "PNG")) for i, im in enumerate(images)],
                     model=digit_model["id"])  # fmt: skip
@@ -73,16 +60,16 @@ def test_photo_like_uploads_are_read_nearly_as_well(stack, digit_model, test_dig
     assert accuracy(response, labels) >= accuracy(clean, labels) - 0.15
 
 
-def test_the_newest_cnn_answers_by_default(stack, digit_model, test_digits):
-    images, _ = test_digits
+def test_the_newest_cnn_answers_by_default(stack, digit_model, sample):
+    images, _ = sample
     newest = stack.client.get("/models", params={"kind": "cnn", "limit": 1}).json()["items"][0]
     response = predict(stack, [("one.png", encode(images[0], "PNG"))])
     assert response.status_code == 200
     assert response.json()["model"]["id"] == newest["id"]
 
 
-def test_every_accepted_format_and_exif_orientation(stack, digit_model, test_digits):
-    images, _ = test_digits
+def test_every_accepted_format_and_exif_orientation(stack, digit_model, sample):
+    images, _ = sample
     reference = predict(stack, [("a.png", encode(images[0], "PNG"))], model=digit_model["id"])
     expected = reference.json()["digit"]
     page = 255 - np.kron(images[0], np.ones((8, 8), np.uint8))  # dark ink on white paper
@@ -100,8 +87,8 @@ def test_every_accepted_format_and_exif_orientation(stack, digit_model, test_dig
     assert [p["digit"] for p in response.json()["predictions"]] == [expected] * len(uploads)
 
 
-def test_debug_returns_the_image_the_model_saw(stack, digit_model, test_digits):
-    images, _ = test_digits
+def test_debug_returns_the_image_the_model_saw(stack, digit_model, sample):
+    images, _ = sample
     response = predict(stack, [("x.png", encode(images[0], "PNG"))], model=digit_model["id"],
                        debug="true")  # fmt: skip
     seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(response.json()["image"]))))
@@ -127,8 +114,8 @@ def test_bad_uploads_are_refused_clearly(stack, digit_model, upload, status, wor
     assert name in response.json()["detail"]
 
 
-def test_model_errors(stack, digit_model, test_digits):
-    images, _ = test_digits
+def test_model_errors(stack, digit_model, sample):
+    images, _ = sample
     files = [("x.png", encode(images[0], "PNG"))]
     assert predict(stack, files, model="0" * 32).status_code == 404
     svhn = stack.submit("svhn_cnn", validation_size=10, epochs=1, batch_size=16)
@@ -140,8 +127,8 @@ def test_model_errors(stack, digit_model, test_digits):
     assert stack.client.post("/predict/digit").status_code == 422  # no file at all
 
 
-def test_without_any_model_the_answer_says_how_to_train_one(tmp_path, test_digits):
-    images, _ = test_digits
+def test_without_any_model_the_answer_says_how_to_train_one(tmp_path, sample):
+    images, _ = sample
     fresh = ServiceStack(FAULTS_DB, tmp_path)
     fresh.start(worker=False)
     try:

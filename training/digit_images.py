@@ -91,15 +91,20 @@ def split_row(gray: np.ndarray, expected: int) -> list[PreparedDigit]:
 
 def _digit_columns(mask: np.ndarray) -> list[np.ndarray]:
     """A 0/1 image of each digit's parts, left to right: ink components, without specks or
-    (when anything else is there) components touching the border, grouped while they overlap
-    horizontally."""
+    (when anything else is there) edges, grouped while they overlap horizontally.
+
+    In a row cropped tightly, digits touch the top and bottom; an edge is a component along
+    the border: wider than a third of the row, or against a side and nearly as tall as it.
+    """
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     height, width = mask.shape
     components = []
     for index in range(1, count):
         x, y, w, h, area = (int(value) for value in stats[index])
-        touches_border = x == 0 or y == 0 or x + w >= width or y + h >= height
-        components.append((x, w, area, touches_border, index))
+        on_side = x == 0 or x + w >= width
+        on_top_or_bottom = y == 0 or y + h >= height
+        is_edge = (on_side or on_top_or_bottom) and w > width / 3 or on_side and h > 0.8 * height
+        components.append((x, w, area, is_edge, index))
     inside = [c for c in components if not c[3]] or components
     if not inside:
         raise NoDigitFound("no digit found: no ink in the image.")
@@ -133,14 +138,16 @@ def _merge_strays(columns: list[np.ndarray], expected: int) -> list[np.ndarray]:
 
 
 def _cut_touching(columns: list[np.ndarray], expected: int) -> list[np.ndarray]:
-    """While there are too few groups, cut the widest one (two touching digits are wider
-    than any single digit) at its thinnest column in its middle half."""
+    """While there are too few groups, cut the widest one at its thinnest column in its
+    middle half, if it is as wide as two digits: wider than tall and half again as wide as
+    the median group (single digits are taller than wide)."""
     columns = list(columns)
     while len(columns) < expected:
         boxes = [cv2.boundingRect(parts) for parts in columns]
+        widths = [w for _, _, w, _ in boxes]
         widest = int(np.argmax([w / max(h, 1) for _, _, w, h in boxes]))
         x, _, width, height = boxes[widest]
-        if width < 0.8 * height or width < 4:
+        if width < 1.1 * height or width < 1.5 * float(np.median(widths)) or width < 4:
             break
         profile = columns[widest][:, x : x + width].sum(axis=0)
         middle = slice(width // 4, max(width // 4 + 1, 3 * width // 4))
@@ -178,15 +185,18 @@ def _ink_strength(gray: np.ndarray) -> np.ndarray:
     longest = max(gray.shape)
     image = cv2.GaussianBlur(gray, (0, 0), max(0.5, longest / 2000)).astype(np.float32)
     background = _background(image)
-    # Dark ink is measured against the paper's brightness, which cancels uneven light; light
-    # ink on a dark field (a scan) against the full scale, as a dark field leaves no headroom.
+    # Each side is measured against its headroom: dark ink against the paper's brightness,
+    # light ink against what is left above the field's (at least half the scale, or the
+    # texture of bright paper would pass for light ink). Both cancel uneven light: measured
+    # against the full scale, light digits on the lighter side of a dark field under a
+    # gradient fell below the hysteresis threshold.
     difference = background - image  # grey levels darker than the paper
     reach = 99.99 if image.size > 10_000 else 99.0
     # One pass for both sides: the lighter side's reach is minus the (100 - reach)th percentile.
     darker, lighter = np.percentile(difference, [reach, 100 - reach])
     if darker >= -lighter:
         return np.clip(difference / np.maximum(background, 1.0), 0.0, 1.0)
-    return np.clip(-difference / 255.0, 0.0, 1.0)
+    return np.clip(-difference / np.maximum(255.0 - background, 128.0), 0.0, 1.0)
 
 
 def _background(image: np.ndarray) -> np.ndarray:

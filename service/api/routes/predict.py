@@ -90,7 +90,7 @@ async def predict_digit(
     """Read the handwritten digit in each uploaded image (photo, scan or drawing)."""
     record = await resolver.resolve(DIGIT_TASK, model)
     request.state.model_id = record.id
-    loaded = await _loaded(cache, record)
+    loaded = await loaded_model(cache, record)
     with loaded.batcher.arriving():
         uploads = [await _read(upload, settings) for upload in file]
         images = await off_the_loop_unless_small(uploads, _prepare_digits, uploads, settings)
@@ -137,7 +137,7 @@ async def predict_sum(
     task = SUM_TASK if method == "calculator" else DIGIT_TASK
     record = await resolver.resolve(task, model)
     request.state.model_id = record.id
-    loaded = await _loaded(cache, record)
+    loaded = await loaded_model(cache, record)
     with loaded.batcher.arriving():
         uploads = [await _read(upload, settings) for upload in files]
         row = await _read(file, settings) if file is not None else None
@@ -170,6 +170,6 @@ def _prepare_digits(uploads: list[Upload], settings: Settings) -> list[np.ndarra
     return [prepare_digit(upload, settings) for upload in uploads]
 
 
-async def _loaded(cache: ModelCache, record: ModelRecord) -> LoadedModel:
+async def loaded_model(cache: ModelCache, record: ModelRecord) -> LoadedModel:
     """The model in memory; loading one (seconds, the first time) happens in a thread."""
     return cache.peek(record) or await run_in_threadpool(cache.get, record)

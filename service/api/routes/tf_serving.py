@@ -1,0 +1,97 @@
+"""TF Serving's REST API for clients written against it: model status and `:predict`.
+
+A model name is an alias, a model id, or a kind (`cnn`, `mlp`, `calculator`: the newest model
+of that kind). The model's version is its id.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Request
+from pydantic import BaseModel, Field
+
+from service.api.deps import ModelCacheDep, ModelResolverDep, SettingsDep
+from service.api.errors import ERROR_RESPONSES
+from service.api.routes.predict import loaded_model
+from service.models.store import ModelRecord
+from service.predict.instances import instance_uploads, instances_to_array, output_rows
+from service.predict.models import DIGIT_TASK, SUM_TASK, ModelResolver, Task
+from service.predict.reading import off_the_loop_unless_small
+
+router = APIRouter(prefix="/v1/models", tags=["tf-serving"], responses=ERROR_RESPONSES)
+
+MAX_INSTANCES = 1024
+ModelName = Annotated[
+    str, Path(description="An alias, a model id, or a kind (cnn, mlp, calculator: its newest).")
+]
+
+
+class VersionStatus(BaseModel):
+    version: str
+    state: str = "AVAILABLE"
+    status: dict[str, str] = {"error_code": "OK", "error_message": ""}
+
+
+class ModelStatus(BaseModel):
+    model_version_status: list[VersionStatus]
+
+
+class PredictRequest(BaseModel):
+    instances: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_INSTANCES,
+        description='Digit models: 28x28 arrays (0..255, white on black) or {"b64": image}. '
+        'Calculators: 10x28x28 arrays or lists of 10 {"b64": image}.',
+    )
+    signature_name: str | None = Field(None, description="Ignored: each model has one.")
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Any] = Field(
+        description="Per instance: digit models, 10 probabilities; calculators, an object "
+        "with `sum`, `cumulative` and (with a digit head) `digits`."
+    )
+
+
+@router.get("/{name}", response_model=ModelStatus)
+async def model_status(name: ModelName, resolver: ModelResolverDep) -> ModelStatus:
+    """The model's status, in TF Serving's format."""
+    record = await _resolve(resolver, name)
+    return ModelStatus(model_version_status=[VersionStatus(version=record.id)])
+
+
+@router.post("/{name}:predict", response_model=PredictResponse)
+async def predict(
+    request: Request,
+    name: ModelName,
+    body: Annotated[PredictRequest, Body()],
+    resolver: ModelResolverDep,
+    cache: ModelCacheDep,
+    settings: SettingsDep,
+) -> PredictResponse:
+    """Predict for a batch of instances, in TF Serving's row format."""
+    record = await _resolve(resolver, name)
+    request.state.model_id = record.id
+    loaded = await loaded_model(cache, record)
+    sequence = record.kind in SUM_TASK.kinds
+    with loaded.batcher.arriving():
+        inputs = await off_the_loop_unless_small(
+            instance_uploads(body.instances), instances_to_array, body.instances, sequence, settings
+        )  # fmt: skip
+    return PredictResponse(predictions=output_rows(await loaded.batcher.outputs(inputs)))
+
+
+# Tasks by model name: a kind names its newest model (kinds cannot be aliases).
+KIND_TASKS = {
+    "cnn": DIGIT_TASK,
+    "mlp": Task(DIGIT_TASK.name, ("mlp",), preset="mlp-500-300"),
+    "calculator": SUM_TASK,
+}
+ANY_SERVED_MODEL = Task("TF Serving predictions", ("cnn", "mlp", "calculator"), preset="cnn")
+
+
+async def _resolve(resolver: ModelResolver, name: str) -> ModelRecord:
+    if name in KIND_TASKS:
+        return await resolver.resolve(KIND_TASKS[name], None)
+    return await resolver.resolve(ANY_SERVED_MODEL, name)

@@ -1,0 +1,107 @@
+"""TF Serving's row format: `instances` -> the arrays a model takes, and outputs -> rows.
+
+A digit model's instance is a 28x28 array of numbers (MNIST's convention: 0..255, white ink on
+black, as the model was trained) or `{"b64": "<image file>"}`, which is decoded and prepared
+like an upload. A calculator's instance is a 10x28x28 array or a list of 10 such objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import numpy as np
+
+from service.errors import ServiceError
+from service.predict.reading import Upload, prepare_digit
+from service.settings import Settings
+from training.data.sequences import SEQUENCE_LENGTH
+
+DIGIT_SHAPE = (28, 28)
+
+
+class InvalidInstance(ServiceError):
+    status_code = 422
+    code = "invalid_instance"
+
+
+def instance_uploads(instances: list[Any]) -> list[Upload]:
+    """Every `{"b64": ...}` image in the instances, decoded from base64."""
+    return [
+        _b64_upload(item, f"instances[{index}]")
+        for index, instance in enumerate(instances)
+        for item in (instance if isinstance(instance, list) else [instance])
+        if isinstance(item, dict)
+    ]
+
+
+def instances_to_array(instances: list[Any], sequence: bool, settings: Settings) -> np.ndarray:
+    """The model's input batch: (N, 28, 28) for digit models, (N, 10, 28, 28) for sequences."""
+    rows = []
+    for index, instance in enumerate(instances):
+        where = f"instances[{index}]"
+        if sequence:
+            rows.append(_sequence(instance, where, settings))
+        else:
+            rows.append(_digit(instance, where, settings))
+    return np.stack(rows)
+
+
+def output_rows(outputs: np.ndarray | dict[str, np.ndarray]) -> list[Any]:
+    """One prediction per instance: the output row, or a dict of them for several outputs."""
+    if isinstance(outputs, dict):
+        count = len(next(iter(outputs.values())))
+        return [{name: value[i].tolist() for name, value in outputs.items()} for i in range(count)]
+    return outputs.tolist()
+
+
+def _digit(instance: Any, where: str, settings: Settings) -> np.ndarray:
+    if isinstance(instance, dict):
+        return prepare_digit(_b64_upload(instance, where), settings)
+    return _array(instance, DIGIT_SHAPE, where)
+
+
+def _sequence(instance: Any, where: str, settings: Settings) -> np.ndarray:
+    if isinstance(instance, list) and instance and all(isinstance(i, dict) for i in instance):
+        if len(instance) != SEQUENCE_LENGTH:
+            raise InvalidInstance(
+                f"{where} holds {len(instance)} images; a calculator instance is "
+                f"{SEQUENCE_LENGTH} images (or a {SEQUENCE_LENGTH}x28x28 array)."
+            )
+        return np.stack(
+            [_digit(item, f"{where}[{i}]", settings) for i, item in enumerate(instance)]
+        )
+    return _array(instance, (SEQUENCE_LENGTH, *DIGIT_SHAPE), where)
+
+
+def _array(instance: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
+    expected = "x".join(map(str, shape))
+    try:
+        array = np.asarray(instance, dtype=np.float32)
+    except (ValueError, TypeError):
+        raise InvalidInstance(
+            f"{where} is not an array of numbers; expected a {expected} array of numbers "
+            f'(0..255, white ink on black) or {{"b64": "<base64 image file>"}}.'
+        ) from None
+    if array.shape != shape:
+        raise InvalidInstance(
+            f"{where} has shape {'x'.join(map(str, array.shape)) or 'scalar'}; expected "
+            f'{expected} (0..255, white ink on black) or {{"b64": "<base64 image file>"}}.'
+        )
+    if not np.isfinite(array).all():
+        raise InvalidInstance(f"{where} holds NaN or infinite values; send numbers 0..255.")
+    return array
+
+
+def _b64_upload(instance: dict, where: str) -> Upload:
+    if set(instance) != {"b64"} or not isinstance(instance["b64"], str):
+        raise InvalidInstance(
+            f'{where} is an object; the only object accepted is {{"b64": "<base64 image '
+            f'file>"}}, got keys {sorted(instance)}.'
+        )
+    try:
+        data = base64.b64decode(instance["b64"], validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInstance(f"{where}: 'b64' is not valid base64.") from None
+    return Upload(where, data)

@@ -1,0 +1,389 @@
+"""Serving: aliases, sums of 10 digits (files or one row), TF Serving's REST API, metrics,
+micro-batching under concurrent load, and the default models a fresh start trains."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import FAULTS_DB
+from tests.photo_like import encode, photo_of_digit, photo_of_row
+from tests.stack import ServiceStack, wait_for
+
+SEQUENCE = 10
+
+
+@pytest.fixture(scope="module")
+def second_digit_model(stack, mnist_path):
+    """An MLP, so that aliases have two digit models to point at."""
+    job = stack.submit("mlp", hidden_units=[64], epochs=1, train_limit=3000, test_limit=500)
+    finished = stack.wait_until_finished(job["id"], timeout=120)
+    assert finished["status"] == "succeeded", finished["error"]
+    return stack.client.get(f"/models/{finished['result']['model_id']}").json()
+
+
+def post_digits(stack, images, **params):
+    parts = [("file", (f"{i}.png", encode(image, "PNG"), "image/png")) for i, image in
+             enumerate(images)]  # fmt: skip
+    response = stack.client.post("/predict/digit", files=parts, params=params, timeout=60)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return body.get("predictions", [body])
+
+
+def post_sum(stack, images=None, row=None, **params):
+    if row is not None:
+        parts = [("file", ("row.jpg", row, "image/jpeg"))]
+    else:
+        parts = [("files", (f"{i}.png", encode(im, "PNG"), "image/png")) for i, im in
+                 enumerate(images)]  # fmt: skip
+    return stack.client.post("/predict/sum", files=parts, params=params, timeout=60)
+
+
+# Aliases
+
+
+def test_an_alias_names_a_model_and_moving_it_takes_effect_at_once(
+    stack, digit_model, second_digit_model, test_digits
+):
+    images = test_digits[0][:2]
+    first, second = digit_model["id"], second_digit_model["id"]
+    put = stack.client.put(f"/models/{first}/aliases/production")
+    assert put.status_code == 200, put.text
+    assert post_digits(stack, images, model="production")[0]["model"]["id"] == first
+
+    listing = stack.client.get("/models").json()
+    assert listing["aliases"]["production"] == first
+    assert next(m for m in listing["items"] if m["id"] == first)["aliases"] == ["production"]
+    assert stack.client.get("/models/production").json()["id"] == first
+
+    moved = stack.client.put(f"/models/{second}/aliases/production").json()
+    assert moved == {"alias": "production", "model_id": second, "previous_model_id": first}
+    assert post_digits(stack, images, model="production")[0]["model"]["id"] == second
+    # An alias may name the model to alias: promote what "staging" names to "canary".
+    stack.client.put(f"/models/{first}/aliases/staging")
+    assert stack.client.put("/models/staging/aliases/canary").json()["model_id"] == first
+
+    for alias in ("production", "staging", "canary"):
+        assert stack.client.delete(f"/models/aliases/{alias}").status_code == 200
+    gone = stack.client.post("/predict/digit", params={"model": "production"},
+                             files=[("file", ("a.png", encode(images[0], "PNG")))])  # fmt: skip
+    assert gone.status_code == 404
+    assert "production" in gone.json()["detail"]
+    assert stack.client.delete("/models/aliases/production").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("alias", "words"),
+    [("Production", "lowercase"), ("a" * 32, "model id"), ("cnn", "job kind"), ("-x", "letter")],
+)
+def test_bad_aliases_are_refused(stack, digit_model, alias, words):
+    response = stack.client.put(f"/models/{digit_model['id']}/aliases/{alias}")
+    assert response.status_code == 422, response.text
+    assert words in response.json()["detail"]
+
+
+def test_an_alias_for_an_unknown_model_is_404(stack):
+    assert stack.client.put(f"/models/{'0' * 32}/aliases/x").status_code == 404
+
+
+# Sums
+
+
+def test_a_sum_of_10_files_with_the_digit_model_reads_each_digit(stack, digit_model, test_digits):
+    images, _ = test_digits
+    sequence = images[:SEQUENCE]
+    response = post_sum(stack, sequence, method="digit-model", model=digit_model["id"])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    one_by_one = [p["digit"] for p in post_digits(stack, sequence, model=digit_model["id"])]
+    assert body["digits"] == one_by_one
+    assert body["cumulative"] == np.cumsum(one_by_one).tolist()
+    assert body["sum"] == sum(one_by_one)
+    assert body["model"] == {"id": digit_model["id"], "kind": "cnn"}
+    assert body["method"] == "digit-model"
+
+
+def test_the_calculator_sums_within_its_measured_error(stack, calculator_model, test_digits):
+    images, labels = test_digits
+    errors, digit_hits = [], []
+    for start in range(0, 50, SEQUENCE):
+        response = post_sum(stack, images[start : start + SEQUENCE])
+        assert response.status_code == 200, response.text
+        body = response.json()
+        truth = labels[start : start + SEQUENCE]
+        assert body["model"] == {"id": calculator_model["id"], "kind": "calculator"}
+        assert body["sum"] == round(body["raw_sum"])
+        assert len(body["cumulative"]) == SEQUENCE and body["cumulative"][-1] == pytest.approx(
+            body["raw_sum"], abs=1.0
+        )
+        errors.append(abs(body["raw_sum"] - truth.sum()))
+        digit_hits.extend(np.array(body["digits"]) == truth)
+    metrics = calculator_model["metrics"]
+    # Uploads go through the preprocessing; allow twice the error measured on raw MNIST.
+    assert np.mean(errors) <= 2 * metrics["test_sum_mae"] + 0.5
+    assert np.mean(digit_hits) >= metrics["test_digit_accuracy"] - 0.15
+
+
+def test_a_row_of_10_digits_is_split_left_to_right_and_summed(stack, digit_model, test_digits):
+    images, labels = test_digits
+    rng = np.random.default_rng(3)
+    hits, clean_hits = [], []
+    for start in range(0, 60, SEQUENCE):
+        digits, truth = images[start : start + SEQUENCE], labels[start : start + SEQUENCE]
+        row = encode(photo_of_row(digits, rng, invert=start == 30), "JPEG", 85)
+        response = post_sum(stack, row=row, method="digit-model", model=digit_model["id"])
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["sum"] == sum(body["digits"])
+        assert body["cumulative"] == np.cumsum(body["digits"]).tolist()
+        hits.extend(np.array(body["digits"]) == truth)
+        clean = [p["digit"] for p in post_digits(stack, digits, model=digit_model["id"])]
+        clean_hits.extend(np.array(clean) == truth)
+    # In order: position by position, about as right as the clean digits one by one.
+    assert np.mean(hits) >= np.mean(clean_hits) - 0.1
+
+
+def test_sum_requests_without_10_digits_say_how_many_were_found(stack, digit_model, test_digits):
+    images, _ = test_digits
+    nine = post_sum(stack, images[:9], method="digit-model")
+    assert nine.status_code == 422
+    assert "got 9" in nine.json()["detail"]
+    row = encode(photo_of_row(images[:7], np.random.default_rng(0)), "JPEG", 90)
+    seven = post_sum(stack, row=row, method="digit-model")
+    assert seven.status_code == 422
+    assert "found 7 digits" in seven.json()["detail"]
+    both = stack.client.post(
+        "/predict/sum",
+        params={"method": "digit-model"},
+        files=[("file", ("r.png", encode(images[0], "PNG")))]
+        + [("files", (f"{i}.png", encode(im, "PNG"))) for i, im in enumerate(images[:10])],
+    )
+    assert both.status_code == 422
+    assert "not both" in both.json()["detail"]
+
+
+def test_a_sum_with_the_calculator_needs_a_calculator_model(stack, digit_model, test_digits):
+    response = post_sum(stack, test_digits[0][:SEQUENCE], model=digit_model["id"])
+    assert response.status_code == 422
+    assert "calculator" in response.json()["detail"]
+
+
+# TF Serving's REST API
+
+
+def test_tf_serving_status_names_the_newest_model_of_a_kind_or_an_alias(stack, digit_model):
+    newest = stack.client.get("/models", params={"kind": "cnn", "limit": 1}).json()["items"][0]
+    status = stack.client.get("/v1/models/cnn").json()
+    assert status["model_version_status"][0]["version"] == newest["id"]
+    assert status["model_version_status"][0]["state"] == "AVAILABLE"
+    stack.client.put(f"/models/{digit_model['id']}/aliases/served")
+    by_alias = stack.client.get("/v1/models/served").json()
+    assert by_alias["model_version_status"][0]["version"] == digit_model["id"]
+    assert stack.client.get("/v1/models/nothing-here").status_code == 404
+
+
+def test_tf_serving_predict_matches_the_stored_model(stack, digit_model, test_digits, tmp_path):
+    images, _ = test_digits
+    arrays = images[:5].astype(float).tolist()
+    b64 = [{"b64": base64.b64encode(encode(im, "PNG")).decode()} for im in images[5:8]]
+    response = stack.client.post(
+        f"/v1/models/{digit_model['id']}:predict", json={"instances": arrays + b64}
+    )
+    assert response.status_code == 200, response.text
+    predictions = np.array(response.json()["predictions"])
+    assert predictions.shape == (8, 10)
+    # Raw arrays go to the model as they are: compare with the downloaded model itself.
+    model = _download(stack, digit_model["id"], tmp_path)
+    np.testing.assert_allclose(predictions[:5], model.predict(images[:5], verbose=0), atol=1e-5)
+    # Image files are prepared as uploads are.
+    uploaded = [
+        p["probabilities"] for p in post_digits(stack, images[5:8], model=digit_model["id"])
+    ]
+    np.testing.assert_allclose(predictions[5:], uploaded, atol=1e-5)
+
+
+def test_tf_serving_predict_with_a_calculator(stack, calculator_model, test_digits, tmp_path):
+    images, _ = test_digits
+    sequences = images[:20].reshape(2, SEQUENCE, 28, 28)
+    response = stack.client.post(
+        "/v1/models/calculator:predict", json={"instances": sequences.astype(float).tolist()}
+    )
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    expected = _download(stack, calculator_model["id"], tmp_path).predict(sequences, verbose=0)
+    for name in ("sum", "cumulative", "digits"):
+        got = np.array([prediction[name] for prediction in predictions])
+        np.testing.assert_allclose(got, expected[name], atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("instances", "status", "words"),
+    [
+        ([[[0] * 28] * 27], 422, "shape 27x28"),
+        ([[["x"] * 28] * 28], 422, "not an array of numbers"),
+        ([{"b64": "%%%"}], 422, "not valid base64"),
+        ([{"image": "abc"}], 422, "only object accepted"),
+        ([{"b64": base64.b64encode(b"not an image").decode()}], 415, "not an image"),
+        ([], 422, "at least 1"),
+    ],
+)
+def test_tf_serving_rejects_bad_instances(stack, digit_model, instances, status, words):
+    response = stack.client.post(
+        f"/v1/models/{digit_model['id']}:predict", json={"instances": instances}
+    )
+    assert response.status_code == status, response.text
+    assert words in response.text
+
+
+# Micro-batching and metrics
+
+
+def test_concurrent_requests_share_model_calls_and_get_their_own_answers(
+    stack, digit_model, test_digits
+):
+    images, _ = test_digits
+    photos = [encode(image, "PNG") for image in images[:64]]
+    expected = [
+        p["probabilities"] for p in post_digits(stack, images[:64], model=digit_model["id"])
+    ]
+    before = _metric(stack, "digit_service_predict_batch_rows", digit_model["id"])
+
+    def one(index: int) -> list[float]:
+        response = stack.client.post(
+            "/predict/digit", params={"model": digit_model["id"]},
+            files=[("file", (f"{index}.png", photos[index], "image/png"))], timeout=60,
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+        return response.json()["probabilities"]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(one, range(64)))
+    np.testing.assert_allclose(answers, expected, atol=1e-5)
+    after = _metric(stack, "digit_service_predict_batch_rows", digit_model["id"])
+    rows = after["sum"] - before["sum"]
+    calls = after["count"] - before["count"]
+    assert rows == 64
+    assert calls < 64  # some requests shared a call
+
+
+def test_metrics_report_requests_batches_models_and_jobs(stack, digit_model, test_digits):
+    post_digits(stack, test_digits[0][:3], model=digit_model["id"])
+    response = stack.client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = _samples(stack)
+    labels = (("endpoint", "/predict/digit"), ("method", "POST"), ("model", digit_model["id"]))
+    predict_key = ("digit_service_requests_total", (*labels, ("status", "200")))
+    assert samples[predict_key] >= 1
+    assert samples[("digit_service_models_loaded", ())] >= 1
+    jobs = stack.client.get("/jobs", params={"status": "succeeded", "limit": 1}).json()["total"]
+    assert samples[("digit_service_jobs", (("status", "succeeded"),))] == jobs
+    assert ("digit_service_queue_length", ()) in samples
+    latency = ("digit_service_request_seconds_count", labels)
+    assert samples[latency] == samples[predict_key]
+
+
+def _metric(stack, name: str, model_id: str) -> dict[str, float]:
+    text = stack.client.get("/metrics").text
+    values = {"sum": 0.0, "count": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("model") == model_id and sample.name in (
+                f"{name}_sum",
+                f"{name}_count",
+            ):
+                values[sample.name.rsplit("_", 1)[1]] = sample.value
+    return values
+
+
+def _download(stack, model_id: str, folder):
+    import keras
+
+    from training import activations, calculator  # noqa: F401  registers custom objects
+
+    path = folder / f"{model_id}.keras"
+    path.write_bytes(stack.client.get(f"/models/{model_id}/download").content)
+    return keras.saving.load_model(path)
+
+
+# A fresh start
+
+
+@pytest.mark.slow
+def test_a_fresh_start_trains_the_default_models_and_answers_409_until_ready(
+    tmp_path, mnist_path, test_digits
+):
+    overrides = '{"epochs": 1, "train_limit": 2000, "test_limit": 500}'
+    fresh = ServiceStack(FAULTS_DB, tmp_path, MNIST_PATH=str(mnist_path),
+                         BOOTSTRAP_MODELS="true", BOOTSTRAP_OVERRIDES=overrides)  # fmt: skip
+    fresh.start()
+    try:
+        jobs = fresh.client.get("/jobs").json()["items"]
+        assert sorted(job["kind"] for job in jobs) == ["calculator", "cnn"]
+        assert all(job["params"]["epochs"] == 1 for job in jobs)
+        photo = encode(photo_of_digit(test_digits[0][0], np.random.default_rng(0)), "JPEG")
+        early = fresh.client.post("/predict/digit", files=[("file", ("a.jpg", photo))])
+        assert early.status_code == 409
+        assert "training is under way" in early.json()["detail"]
+        for job in jobs:
+            finished = fresh.wait_until_finished(job["id"], timeout=240)
+            assert finished["status"] == "succeeded", finished["error"]
+        ready = fresh.client.post("/predict/digit", files=[("file", ("a.jpg", photo))])
+        assert ready.status_code == 200, ready.text
+        sums = post_sum(fresh, test_digits[0][:SEQUENCE])
+        assert sums.status_code == 200, sums.text
+
+        fresh.api.stop()  # a restart with models stored queues nothing new
+        fresh.start_api()
+        assert fresh.client.get("/jobs").json()["total"] == len(jobs)
+    finally:
+        fresh.stop()
+
+
+@pytest.mark.slow
+def test_several_api_processes_serve_and_report_metrics_together(tmp_path, mnist_path, test_digits):
+    """`make run`'s API: service.api_server with API_WORKERS=2, metrics summed over both."""
+    served = ServiceStack(FAULTS_DB, tmp_path, MNIST_PATH=str(mnist_path), API_WORKERS="2")
+    served.env["PORT"] = str(served.port)
+    served.api.command = [sys.executable, "-m", "service.api_server"]
+    served.start()
+    try:
+        job = served.submit("cnn", conv_filters=[8], dense_units=16, epochs=1, train_limit=1000,
+                            test_limit=200)  # fmt: skip
+        finished = served.wait_until_finished(job["id"], timeout=120)
+        assert finished["status"] == "succeeded", finished["error"]
+        model_id = finished["result"]["model_id"]
+        served.api.stop()
+        served.start_api()  # both processes preload the stored model at start
+
+        def loaded() -> float:
+            return _samples(served)[("digit_service_models_loaded", ())]
+
+        wait_for(lambda: loaded() == 2, timeout=60, message="both API processes to load")
+        images = test_digits[0][:20]
+        for image in images:
+            response = served.client.post(
+                "/predict/digit", params={"model": model_id},
+                files=[("file", ("d.png", encode(image, "PNG"), "image/png"))],
+            )  # fmt: skip
+            assert response.status_code == 200, response.text
+        labels = (("endpoint", "/predict/digit"), ("method", "POST"), ("model", model_id))
+        key = ("digit_service_requests_total", (*labels, ("status", "200")))
+        assert _samples(served)[key] == len(images)
+    finally:
+        served.stop()
+
+
+def _samples(stack) -> dict:
+    text = stack.client.get("/metrics").text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
