@@ -192,8 +192,12 @@ def _ink_strength(gray: np.ndarray) -> np.ndarray:
     # gradient fell below the hysteresis threshold.
     difference = background - image  # grey levels darker than the paper
     reach = 99.99 if image.size > 10_000 else 99.0
-    # One pass for both sides: the lighter side's reach is minus the (100 - reach)th percentile.
-    darker, lighter = np.percentile(difference, [reach, 100 - reach])
+    # The darker side's reach is the reach-th percentile; the lighter side's, minus the
+    # (100 - reach)th. Both from one partition (np.percentile costs several times more).
+    flat = difference.ravel()
+    high = round(reach / 100 * (flat.size - 1))
+    low = flat.size - 1 - high
+    lighter, darker = np.partition(flat, [low, high])[[low, high]]
     if darker >= -lighter:
         return np.clip(difference / np.maximum(background, 1.0), 0.0, 1.0)
     return np.clip(-difference / np.maximum(255.0 - background, 128.0), 0.0, 1.0)
@@ -303,11 +307,11 @@ def _center_by_mass(digit: np.ndarray) -> np.ndarray:
     height, width = digit.shape
     top, left = (MNIST_SIZE - height) // 2, (MNIST_SIZE - width) // 2
     canvas[top : top + height, left : left + width] = digit
-    total = canvas.sum()
+    moments = cv2.moments(canvas)
+    total = moments["m00"]
     if total <= 0:
         raise NoDigitFound("no digit found: nothing left after cleaning the image.")
-    rows, columns = np.indices(canvas.shape)
-    shift_y = MNIST_SIZE / 2 - 0.5 - (rows * canvas).sum() / total
-    shift_x = MNIST_SIZE / 2 - 0.5 - (columns * canvas).sum() / total
+    shift_y = MNIST_SIZE / 2 - 0.5 - moments["m01"] / total
+    shift_x = MNIST_SIZE / 2 - 0.5 - moments["m10"] / total
     matrix = np.float32([[1, 0, shift_x], [0, 1, shift_y]])
     return cv2.warpAffine(canvas, matrix, (MNIST_SIZE, MNIST_SIZE), flags=cv2.INTER_LINEAR)
