@@ -2,20 +2,41 @@
 
 Each process holds its own copy of the models and its own micro-batcher: one Python process
 spends most of a core parsing requests and preparing images, so on the 2-core machine two
-processes served 1.8x the requests of one (bench/predict_load.py). With several processes,
-Prometheus metrics go through files in a folder they share (prometheus-client's multiprocess
-mode), emptied here before the processes start.
+processes served about 1.7x the requests of one (bench/predict_load.py, docs/serving.md).
+
+Each process listens on its own socket bound with SO_REUSEPORT, so the kernel spreads new
+connections evenly over them. (uvicorn's own `--workers` share one socket, from which whichever
+process is idle at that moment accepts: keep-alive connections opened together, as a load
+balancer's or a benchmark's are, could all land on one process and stay there; measured, the
+same load then gave anywhere from 510 to 1000 requests/s.) A process that dies is restarted.
+
+With several processes, Prometheus metrics go through files in a folder they share
+(prometheus-client's multiprocess mode), emptied here before the processes start.
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import os
 import shutil
+import signal
+import socket
+import time
+from multiprocessing.process import BaseProcess
+from types import FrameType
 
 import uvicorn
+from prometheus_client import multiprocess
 
 from service.metrics import METRICS_DIR_VARIABLE
 from service.settings import Settings, get_settings
+
+logger = logging.getLogger("api_server")
+
+APP = "service.main:app"
+SHUTDOWN_GRACE_SECONDS = 10
+RESTART_DELAY_SECONDS = 1.0
 
 
 def prepare_metrics_dir(settings: Settings) -> None:
@@ -29,12 +50,82 @@ def prepare_metrics_dir(settings: Settings) -> None:
     os.environ[METRICS_DIR_VARIABLE] = str(metrics_dir)
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket on host:port that other processes may bind too (SO_REUSEPORT)."""
+    family, kind, protocol, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, protocol)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve_one() -> None:
+    """One API process: its own socket, uvicorn, the app."""
+    settings = get_settings()
+    sock = listening_socket(settings.host, settings.port)
+    config = uvicorn.Config(
+        APP, access_log=settings.access_log, log_level=settings.log_level.lower()
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def supervise(workers: int) -> int:
+    """Run `workers` API processes until SIGTERM or SIGINT, restarting any that dies."""
+    context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
+    stopping: list[int] = []
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    def start(index: int) -> BaseProcess:
+        process = context.Process(target=serve_one, name=f"api-{index}")
+        process.start()
+        return process
+
+    processes = [start(index) for index in range(workers)]
+    while not stopping:
+        time.sleep(0.2)
+        for index, process in enumerate(processes):
+            if not process.is_alive() and not stopping:
+                logger.error("API process %s exited (%s); restarting it.", process.pid,
+                             process.exitcode)  # fmt: skip
+                if METRICS_DIR_VARIABLE in os.environ and process.pid is not None:
+                    multiprocess.mark_process_dead(process.pid)  # its live gauges end with it
+                time.sleep(RESTART_DELAY_SECONDS)
+                processes[index] = start(index)
+    for process in processes:
+        if process.is_alive() and process.pid is not None:
+            os.kill(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+    return 0
+
+
 def main() -> None:
     settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper())
     prepare_metrics_dir(settings)
-    uvicorn.run(
-        "service.main:app", host=settings.host, port=settings.port, workers=settings.api_workers
-    )
+    if settings.api_workers == 1:
+        uvicorn.run(
+            APP, host=settings.host, port=settings.port, access_log=settings.access_log,
+            log_level=settings.log_level.lower(),
+        )  # fmt: skip
+        return
+    logger.info("API on %s:%s in %d processes.", settings.host, settings.port,
+                settings.api_workers)  # fmt: skip
+    raise SystemExit(supervise(settings.api_workers))
 
 
 if __name__ == "__main__":

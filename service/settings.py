@@ -54,6 +54,13 @@ class Settings(BaseSettings):
             "predictions per second, up to about one per CPU core."
         ),
     )
+    access_log: bool = Field(
+        False,
+        description=(
+            "Log one line per request (uvicorn's access log). Off by default, as in gunicorn: "
+            "GET /metrics counts every request by endpoint, model and status."
+        ),
+    )
     predict_max_batch: int = Field(
         64, ge=1, le=1024, description="Most images one model call takes (micro-batching)."
     )

@@ -4,8 +4,12 @@ micro-batching under concurrent load, and the default models a fresh start train
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
+import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -380,8 +384,30 @@ def test_several_api_processes_serve_and_report_metrics_together(tmp_path, mnist
         labels = (("endpoint", "/predict/digit"), ("method", "POST"), ("model", model_id))
         key = ("digit_service_requests_total", (*labels, ("status", "200")))
         assert _samples(served)[key] == len(images)
+
+        # A process that dies is replaced, and the replacement loads the model at start.
+        children = _children(served.api.pid)
+        os.kill(children[0], signal.SIGKILL)
+        wait_for(lambda: len(set(_children(served.api.pid)) - set(children)) == 1, timeout=30,
+                 message="a new API process")  # fmt: skip
+        wait_for(lambda: loaded() == 2, timeout=60, message="the new process to load the model")
+        for _ in range(10):
+            response = served.client.post("/predict/digit", files=[("file", ("d.png", encode(
+                images[0], "PNG"), "image/png"))])  # fmt: skip
+            assert response.status_code == 200, response.text
     finally:
         served.stop()
+
+
+def _children(pid: int) -> list[int]:
+    """The API processes a supervisor started (not multiprocessing's resource tracker)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(int(child))
+    return found
 
 
 def _samples(stack) -> dict:
