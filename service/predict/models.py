@@ -68,6 +68,7 @@ class ModelResolver:
         self.jobs = jobs
         self._find = redis.register_script(FIND_MODEL_SCRIPT)
         self._cache: dict[tuple[str, str | None], ModelRecord] = {}
+        self._generation = 0  # bumped by every clearing of the cache
         self._subscribed = False
         self._last: dict[tuple[str, str | None], ModelRecord] = {}
 
@@ -75,6 +76,7 @@ class ModelResolver:
         key = (task.name, reference)
         if self._subscribed and key in self._cache:
             return self._cache[key]
+        generation = self._generation
         try:
             record = await self._resolve(task, reference)
         except RedisError:
@@ -83,12 +85,14 @@ class ModelResolver:
             logger.warning("Redis unreachable; %s keep using model %s.", task.name, key)
             return self._last[key]
         self._last[key] = record
-        if self._subscribed:
+        # Not if a change arrived while Redis was answering: the answer may predate it.
+        if self._subscribed and generation == self._generation:
             self._cache[key] = record
         return record
 
     def forget(self) -> None:
-        """Drop cached answers (this process changed the models or aliases itself)."""
+        """Drop cached answers (the models or aliases changed)."""
+        self._generation += 1
         self._cache.clear()
 
     async def follow_changes(self, retry_seconds: float = 1.0) -> None:
@@ -97,16 +101,16 @@ class ModelResolver:
             try:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(MODELS_CHANGED_CHANNEL)
-                    self._cache.clear()  # anything may have changed while unsubscribed
+                    self.forget()  # anything may have changed while unsubscribed
                     self._subscribed = True
                     async for message in pubsub.listen():
                         if message["type"] == "message":
-                            self._cache.clear()
+                            self.forget()
             except RedisError as error:
                 logger.warning("Not following model changes (%s); retrying.", error)
             finally:
                 self._subscribed = False
-                self._cache.clear()
+                self.forget()
             await asyncio.sleep(retry_seconds)
 
     async def _resolve(self, task: Task, reference: str | None) -> ModelRecord:
