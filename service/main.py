@@ -19,6 +19,7 @@ from service.api.routes import (
     jobs,
     metrics,
     models,
+    plots,
     predict,
     presets,
     sweeps,
@@ -139,6 +140,7 @@ def create_app() -> FastAPI:
     app.include_router(sweeps.router)
     app.include_router(presets.router)
     app.include_router(predict.router)
+    app.include_router(plots.router)
     app.include_router(tf_serving.router)
     return app
 

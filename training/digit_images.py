@@ -103,7 +103,9 @@ def _digit_columns(mask: np.ndarray) -> list[np.ndarray]:
         x, y, w, h, area = (int(value) for value in stats[index])
         on_side = x == 0 or x + w >= width
         on_top_or_bottom = y == 0 or y + h >= height
-        is_edge = (on_side or on_top_or_bottom) and w > width / 3 or on_side and h > 0.8 * height
+        is_edge = ((on_side or on_top_or_bottom) and w > width / 3) or (
+            on_side and h > 0.8 * height
+        )
         components.append((x, w, area, is_edge, index))
     inside = [c for c in components if not c[3]] or components
     if not inside:

@@ -1,0 +1,1 @@
+"""Plots of jobs, sweeps and models as PNG images."""

@@ -1,0 +1,268 @@
+"""Figures of jobs, sweeps and models, built from their stored records (no TensorFlow here).
+
+Each function takes plain data and returns a matplotlib `Figure`; `service.plots.png` renders
+it. Figures are made with the object-oriented API, never pyplot, so nothing is shared between
+requests served by different threads.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+NOT_METRICS = {"epoch", "seconds", "learning_rate"}
+
+
+def history_metrics(history: Sequence[dict[str, Any]]) -> list[str]:
+    """The metric names of a history (loss, accuracy, ...), without their `val_` twins."""
+    names: list[str] = []
+    for entry in history:
+        for name, value in entry.items():
+            base = name.removeprefix("val_")
+            if name in NOT_METRICS or not isinstance(value, int | float) or base in names:
+                continue
+            names.append(base)
+    return sorted(names, key=lambda name: name != "loss")  # the loss first, then as recorded
+
+
+def job_history(job_id: str, kind: str, history: Sequence[dict[str, Any]]) -> Figure:
+    """Training and validation curves, one subplot per metric."""
+    metrics = history_metrics(history)
+    figure, axes = _grid(len(metrics))
+    epochs = [entry["epoch"] for entry in history]
+    for axis, metric in zip(axes, metrics, strict=False):
+        for name, label, style in (
+            (metric, "training", "-o"),
+            (f"val_{metric}", "validation", "--s"),
+        ):
+            values = [entry.get(name) for entry in history]
+            if any(value is not None for value in values):
+                axis.plot(epochs, _floats(values), style, label=label, markersize=3)
+        _label(axis, "epoch", metric, metric)
+        axis.legend()
+    figure.suptitle(f"Training history of {kind} job {job_id}")
+    return figure
+
+
+def sweep_history(
+    sweep_id: str, cells: list[tuple[str, list[list[dict[str, Any]]]]], metric: str
+) -> Figure:
+    """One curve per cell (mean over its replicates, with a band of +- one std), training
+    solid and validation dashed, all in one axes."""
+    figure = Figure(figsize=(9, 5.5), layout="constrained")
+    axis = figure.add_subplot()
+    for color, (label, histories) in zip(_colors(len(cells)), cells, strict=True):
+        for name, style, suffix in ((metric, "-", ""), (f"val_{metric}", "--", " (validation)")):
+            epochs, mean, std = _mean_curve(histories, name)
+            if len(epochs):
+                axis.plot(epochs, mean, style, color=color, label=label + suffix)
+                axis.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.15)
+    _label(axis, "epoch", metric, f"{metric} per epoch, mean over replicates (band: +- 1 std)")
+    axis.legend(fontsize="small", ncols=2)
+    figure.suptitle(f"Sweep {sweep_id}")
+    return figure
+
+
+def sweep_metric(sweep_id: str, cells: list[tuple[str, float, float, int]], metric: str) -> Figure:
+    """The final metric of every cell: mean with +- std error bars over replicates."""
+    figure = Figure(figsize=(max(6, 1.1 * len(cells) + 2), 5), layout="constrained")
+    axis = figure.add_subplot()
+    positions = np.arange(len(cells))
+    means = [mean for _, mean, _, _ in cells]
+    stds = [std for _, _, std, _ in cells]
+    axis.errorbar(positions, means, yerr=stds, fmt="o", capsize=5)
+    crowded = len(cells) > 4
+    labels = [f"{label}\n(n={count})" for label, _, _, count in cells]
+    axis.set_xticks(positions, labels, rotation=30 if crowded else 0,
+                    ha="right" if crowded else "center")  # fmt: skip
+    _label(axis, "cell", metric, f"Final {metric} per cell, mean +- std over replicates")
+    figure.suptitle(f"Sweep {sweep_id}")
+    return figure
+
+
+def job_gradients(job_id: str, kind: str, gradients: Sequence[dict[str, Any]]) -> Figure:
+    """Largest gradient per layer, by depth, before training and after each epoch."""
+    figure = Figure(figsize=(8, 5), layout="constrained")
+    axis = figure.add_subplot()
+    shown = _untrained_and_trained(gradients)
+    for color, entry in zip(_colors(len(shown)), shown, strict=True):
+        depths, values = max_gradient_by_depth(entry)
+        style = "--o" if entry["epoch"] == 0 else "-o"
+        label = "untrained" if entry["epoch"] == 0 else f"after epoch {entry['epoch']}"
+        axis.plot(depths, values, style, color=color, label=label, markersize=4)
+    axis.set_yscale("log")
+    _label(axis, "layer depth", "max |gradient|", "Largest gradient of each layer's weights")
+    axis.legend()
+    figure.suptitle(f"Gradients of {kind} job {job_id}")
+    return figure
+
+
+def sweep_gradients(
+    sweep_id: str, panels: dict[str, dict[str, list[Sequence[dict[str, Any]]]]]
+) -> Figure:
+    """One subplot per panel (network depth), one colour per line (activation): the largest
+    gradient per layer, mean over replicates, untrained dashed and trained solid."""
+    figure, axes = _grid(len(panels), width=5.5, height=4.2)
+    for axis, (panel, lines) in zip(axes, panels.items(), strict=False):
+        for color, (label, runs) in zip(_colors(len(lines)), lines.items(), strict=True):
+            for trained, style in ((False, "--"), (True, "-")):
+                curves = [
+                    max_gradient_by_depth(run[-1] if trained else run[0]) for run in runs if run
+                ]
+                if curves:
+                    depths = curves[0][0]
+                    mean = np.mean(
+                        [values for _, values in curves if len(values) == len(depths)], axis=0
+                    )
+                    name = f"{label}, {'trained' if trained else 'untrained'}"
+                    axis.plot(depths, mean, style, color=color, label=name)
+        axis.set_yscale("log")
+        _label(axis, "layer depth", "max |gradient|", panel)
+        axis.legend(fontsize="x-small")
+    figure.suptitle(f"Largest gradient per layer, sweep {sweep_id} (untrained dashed)")
+    return figure
+
+
+def confusion(job_id: str, kind: str, matrix: Sequence[Sequence[int]]) -> Figure:
+    """The confusion matrix with the count in every cell."""
+    counts = np.asarray(matrix)
+    figure = Figure(figsize=(7, 6), layout="constrained")
+    axis = figure.add_subplot()
+    image = axis.imshow(counts, cmap="Blues")
+    figure.colorbar(image, ax=axis, label="test images")
+    threshold = counts.max() / 2 if counts.size else 0
+    for (row, column), count in np.ndenumerate(counts):
+        axis.text(column, row, str(count), ha="center", va="center", fontsize=8,
+                  color="white" if count > threshold else "black")  # fmt: skip
+    classes = range(len(counts))
+    axis.set_xticks(classes)
+    axis.set_yticks(classes)
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    _label(axis, "predicted", "true", f"Test set: {counts.sum()} images, accuracy {accuracy:.2%}")
+    axis.grid(False)  # the cells are the grid
+    figure.suptitle(f"Confusion matrix of {kind} job {job_id}")
+    return figure
+
+
+def feature_maps(model_id: str, layers: list[tuple[str, np.ndarray]], image: np.ndarray) -> Figure:
+    """Every convolutional filter's output for one image, one grid per layer."""
+    columns = 16
+    rows_per_layer = [-(-maps.shape[-1] // columns) for _, maps in layers]
+    figure = Figure(figsize=(columns * 0.8, 1.2 + 0.85 * (sum(rows_per_layer) + len(layers) + 1)),
+                    layout="constrained")  # fmt: skip
+    sections = figure.subfigures(
+        len(layers) + 1, 1, height_ratios=[2, *[r + 0.6 for r in rows_per_layer]]
+    )
+    input_axis = sections[0].add_subplot()
+    input_axis.imshow(image, cmap="gray")
+    input_axis.set_axis_off()
+    sections[0].suptitle("input, as the model saw it (28x28)", fontsize="small")
+    for section, (name, maps), rows in zip(sections[1:], layers, rows_per_layer, strict=True):
+        axes = section.subplots(rows, columns, squeeze=False)
+        for index, axis in enumerate(axes.flat):
+            axis.set_axis_off()
+            if index < maps.shape[-1]:
+                axis.imshow(maps[..., index], cmap="viridis")
+        section.suptitle(f"layer {name}: {maps.shape[-1]} filters, {maps.shape[0]}x{maps.shape[1]}",
+                         fontsize="small")  # fmt: skip
+    figure.suptitle(f"Feature maps of model {model_id}")
+    return figure
+
+
+def compute_graph(job_id: str, nodes: Sequence[dict[str, Any]]) -> Figure:
+    """The backprop job's compute graph: each node with its operation, value and gradient,
+    laid out left to right by depth, arrows from inputs to the nodes they feed."""
+    depth: dict[str, int] = {}
+    for node in nodes:  # stored in the order they were computed
+        depth[node["name"]] = 1 + max((depth[name] for name in node["inputs"]), default=-1)
+    columns: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for node in nodes:
+        columns[depth[node["name"]]].append(node)
+    position = {}
+    for column, members in columns.items():
+        for row, node in enumerate(members):
+            position[node["name"]] = (column, -(row - (len(members) - 1) / 2))
+    tallest = max(len(members) for members in columns.values())
+    figure = Figure(figsize=(2.2 * len(columns) + 1, 1.3 * tallest + 1.5), layout="constrained")
+    axis = figure.add_subplot()
+    for node in nodes:
+        for name in node["inputs"]:
+            axis.annotate("", xy=position[node["name"]], xytext=position[name],
+                          arrowprops={"arrowstyle": "->", "color": "0.5", "shrinkA": 28,
+                                      "shrinkB": 28})  # fmt: skip
+    for node in nodes:
+        x, y = position[node["name"]]
+        grad = "-" if node["grad"] is None else f"{node['grad']:.4g}"
+        text = f"{node['name']}\n{node['op'] or 'input'}\nvalue {node['value']:.4g}\ngrad {grad}"
+        box = {"boxstyle": "round", "facecolor": "#eef3fb", "edgecolor": "#4a6fa5"}
+        axis.text(x, y, text, ha="center", va="center", fontsize=7, bbox=box)
+    axis.set_xlim(-0.7, len(columns) - 0.3)
+    axis.set_ylim(-tallest / 2 - 0.2, tallest / 2 + 0.2)
+    axis.set_axis_off()
+    axis.set_title("value: forward pass; grad: d loss / d node, by backpropagation")
+    figure.suptitle(f"Compute graph of backprop job {job_id} (first step)")
+    return figure
+
+
+def max_gradient_by_depth(entry: dict[str, Any]) -> tuple[list[int], list[float]]:
+    """Per layer depth, the largest |gradient| over its kernels (else any parameter)."""
+    largest: dict[int, float] = {}
+    kernels = [layer for layer in entry["layers"] if layer["parameter"] == "kernel"]
+    for layer in kernels or entry["layers"]:
+        largest[layer["depth"]] = max(largest.get(layer["depth"], 0.0), layer["max_abs"])
+    depths = sorted(largest)
+    return depths, [largest[depth] for depth in depths]
+
+
+def _untrained_and_trained(gradients: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The untrained entry, a few in between and the last one (a figure of 40 lines reads
+    like none)."""
+    if len(gradients) <= 6:
+        return list(gradients)
+    picks = np.linspace(0, len(gradients) - 1, 6).round().astype(int)
+    return [gradients[i] for i in sorted(set(picks))]
+
+
+def _mean_curve(histories: list[list[dict[str, Any]]], name: str):
+    runs = [[entry.get(name) for entry in history] for history in histories]
+    runs = [_floats(run) for run in runs if run and all(v is not None for v in run)]
+    if not runs:
+        return np.array([]), np.array([]), np.array([])
+    length = min(len(run) for run in runs)
+    values = np.array([run[:length] for run in runs])
+    return np.arange(1, length + 1), values.mean(axis=0), values.std(axis=0)
+
+
+def _grid(count: int, width: float = 5.0, height: float = 3.8):
+    columns = min(3, max(1, count))
+    rows = max(1, -(-count // columns))
+    figure = Figure(figsize=(width * columns, height * rows + 0.6), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).flat
+    for axis in list(axes)[count:]:
+        axis.set_visible(False)
+    return figure, figure.axes[:count] if count else figure.axes[:1]
+
+
+def _label(axis, xlabel: str, ylabel: str, title: str) -> None:
+    if xlabel in ("epoch", "layer depth"):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+
+
+def _colors(count: int) -> list:
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if count <= 10 else "tab20"]
+    return [palette(i % palette.N) for i in range(count)]
+
+
+def _floats(values: Sequence[Any]) -> list[float]:
+    return [float("nan") if value is None else float(value) for value in values]
