@@ -7,6 +7,7 @@ import threading
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
@@ -24,6 +25,7 @@ from service.api.routes import (
     presets,
     sweeps,
     tf_serving,
+    web,
 )
 from service.bootstrap import load_default_models, queue_missing_models
 from service.errors import ServiceError
@@ -142,6 +144,8 @@ def create_app() -> FastAPI:
     app.include_router(predict.router)
     app.include_router(plots.router)
     app.include_router(tf_serving.router)
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
     return app
 
 
