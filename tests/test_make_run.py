@@ -38,6 +38,8 @@ def start_make_run(tmp_path: Path, redis: str) -> tuple[subprocess.Popen, str, s
         "PORT": str(port),
         "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
         "HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
+        # The default models' training (tested in test_serving) would hold the one worker.
+        "BOOTSTRAP_MODELS": "false",
         marker.split("=")[0]: marker.split("=")[1],
     }
     log = (tmp_path / "make-run.log").open("wb")
