@@ -58,13 +58,15 @@ def ring(cx: float, cy: float, rx: float, ry: float) -> list[tuple[float, float]
         (7, [[(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]]),
     ],
 )
-def test_drawing_a_digit_reads_it(page, digit_model, digit, strokes):
+def test_drawing_a_digit_reads_it(page, stack, digit_model, digit, strokes):
+    page.goto(f"{stack.base_url}/?model={digit_model['id']}")  # not whichever cnn is newest
     draw(page, "#digit-canvas", strokes)
     page.click("#digit-read")
     page.wait_for_selector("#digit-result:not([hidden])")
     assert page.text_content("#digit-answer") == str(digit)
     assert page.locator("#digit-bars li").count() == 10
     assert page.get_attribute("#digit-seen", "src").startswith("data:image/png;base64,")
+    assert digit_model["id"] in page.text_content("#digit-model")
 
 
 def test_uploading_a_photo_answers_as_the_api_does(page, stack, digit_model, test_digits, tmp_path):

@@ -58,6 +58,11 @@ function showError(element, error) {
 
 const png = (base64) => `data:image/png;base64,${base64}`;
 
+// Which models answer: the page's own ?model= (a digit model) and ?calculator= (id or alias),
+// else the service's defaults. A link can carry them.
+const chosen = new URLSearchParams(location.search);
+const modelQuery = (name) => (chosen.get(name) ? `&model=${encodeURIComponent(chosen.get(name))}` : "");
+
 // One digit.
 const digitPad = drawingPad($("digit-canvas"), 18);
 
@@ -66,7 +71,7 @@ async function readDigit(file, name) {
   form.append("file", file, name);
   showError($("digit-error"), null);
   try {
-    const answer = await post("/predict/digit?debug=true", form);
+    const answer = await post(`/predict/digit?debug=true${modelQuery("model")}`, form);
     $("digit-answer").textContent = answer.digit;
     $("digit-confidence").textContent = `${(answer.confidence * 100).toFixed(1)}% sure`;
     $("digit-seen").src = png(answer.image);
@@ -102,7 +107,8 @@ async function readSum(files, field) {
   showError($("sum-error"), null);
   try {
     const method = $("sum-method").value;
-    const answer = await post(`/predict/sum?debug=true&method=${method}`, form);
+    const model = modelQuery(method === "calculator" ? "calculator" : "model");
+    const answer = await post(`/predict/sum?debug=true&method=${method}${model}`, form);
     $("sum-answer").textContent = answer.sum;
     const cells = (row, values, make) => $(row).replaceChildren($(row).firstElementChild,
       ...values.map((value) => { const cell = document.createElement("td"); make(cell, value); return cell; }));
