@@ -13,6 +13,7 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
+from service.api.deps import ReadAccess
 from service.api.errors import register_exception_handlers
 from service.api.metrics_middleware import RequestMetricsMiddleware
 from service.api.routes import (
@@ -135,16 +136,10 @@ def create_app() -> FastAPI:
     register_exception_handlers(app)
     app.state.metrics = ServiceMetrics()
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
-    app.include_router(health.router)
-    app.include_router(metrics.router)
-    app.include_router(jobs.router)
-    app.include_router(models.router)
-    app.include_router(sweeps.router)
-    app.include_router(presets.router)
-    app.include_router(predict.router)
-    app.include_router(plots.router)
-    app.include_router(tf_serving.router)
-    app.include_router(web.router)
+    app.include_router(health.router)  # open: healthchecks carry no token
+    app.include_router(web.router)  # the page itself; its requests carry no token
+    for router in (jobs, models, sweeps, presets, predict, tf_serving, plots, metrics):
+        app.include_router(router.router, dependencies=[ReadAccess])
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
     return app
 

@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,6 +40,17 @@ class Settings(BaseSettings):
             "How often a running job and each worker report that they are alive. A job whose "
             "heartbeat is missing for 3 intervals is marked failed."
         ),
+    )
+    api_token: SecretStr | None = Field(
+        None,
+        description=(
+            "When set, starting, cancelling or deleting work and changing models or aliases "
+            "need `Authorization: Bearer <token>`."
+        ),
+    )
+    protect_reads: bool = Field(
+        False,
+        description="With API_TOKEN, reads and predictions need the token too (not /health).",
     )
     log_level: str = Field("INFO", description="Log level of the API and the worker.")
     max_upload_bytes: int = Field(

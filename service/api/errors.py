@@ -35,14 +35,22 @@ class ErrorResponse(BaseModel):
     errors: list[FieldError] | None = None
 
 
-def _error_response(status: int, code: str, detail: str, errors: Any = None) -> JSONResponse:
+def _error_response(
+    status: int,
+    code: str,
+    detail: str,
+    errors: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = ErrorResponse(code=code, detail=detail, errors=errors).model_dump(exclude_none=True)
-    return JSONResponse(status_code=status, content=jsonable_encoder(body))
+    return JSONResponse(status_code=status, content=jsonable_encoder(body), headers=headers)
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in [
+        (401, "No bearer token, and this endpoint needs one (API_TOKEN is set)"),
+        (403, "Wrong bearer token"),
         (404, "Not found"),
         (409, "Conflict with the resource's current state"),
         (422, "Invalid request"),
@@ -53,7 +61,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 async def _service_error(request: Request, error: ServiceError) -> JSONResponse:
     errors = error.errors if isinstance(error, InvalidJobError) else None
-    return _error_response(error.status_code, error.code, error.detail, errors)
+    return _error_response(error.status_code, error.code, error.detail, errors, error.headers)
 
 
 async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from service.api.deps import CeleryDep, JobStoreDep, SettingsDep
+from service.api.deps import CeleryDep, JobStoreDep, SettingsDep, WriteAccess
 from service.api.errors import ERROR_RESPONSES
 from service.jobs.kinds import JOB_KINDS, get_kind
 from service.jobs.queue import submit_job
@@ -13,7 +13,12 @@ from service.jobs.schemas import JobKindInfo, JobPage, JobRecord, JobStatus, Job
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobRecord)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRecord,
+    dependencies=[WriteAccess],
+)
 def create_job(
     submission: JobSubmission,
     response: Response,
@@ -77,6 +82,7 @@ def get_job_gradients(job_id: str, store: JobStoreDep) -> list[dict[str, Any]]:
     "/{job_id}/cancel",
     response_model=JobRecord,
     responses={202: {"model": JobRecord, "description": "Running; it stops at its next step"}},
+    dependencies=[WriteAccess],
 )
 def cancel_job(job_id: str, store: JobStoreDep, response: Response) -> JobRecord:
     """Cancel a job: a queued one never runs; a running one stops at its next step."""

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from service.api.deps import ModelResolverDep, ModelStoreDep
+from service.api.deps import ModelResolverDep, ModelStoreDep, WriteAccess
 from service.api.errors import ERROR_RESPONSES
 from service.jobs.kinds import JOB_KINDS, get_kind
 from service.models.store import InvalidAliasError, ModelFormat, ModelRecord
@@ -47,7 +47,7 @@ def list_models(
     return ModelPage(items=items, total=total, limit=limit, offset=offset, aliases=store.aliases())
 
 
-@router.delete("/aliases/{alias}", response_model=AliasChange)
+@router.delete("/aliases/{alias}", response_model=AliasChange, dependencies=[WriteAccess])
 def delete_alias(alias: str, store: ModelStoreDep, resolver: ModelResolverDep) -> AliasChange:
     """Remove an alias. The model it named stays stored."""
     model_id = store.delete_alias(alias)
@@ -61,7 +61,7 @@ def get_model(model: ModelPath, store: ModelStoreDep) -> ModelRecord:
     return store.resolve(model)
 
 
-@router.put("/{model}/aliases/{alias}", response_model=AliasChange)
+@router.put("/{model}/aliases/{alias}", response_model=AliasChange, dependencies=[WriteAccess])
 def set_alias(
     model: ModelPath, alias: str, store: ModelStoreDep, resolver: ModelResolverDep
 ) -> AliasChange:

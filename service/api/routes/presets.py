@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Response, status
 
-from service.api.deps import CeleryDep, JobStoreDep, SettingsDep, SweepStoreDep
+from service.api.deps import CeleryDep, JobStoreDep, SettingsDep, SweepStoreDep, WriteAccess
 from service.api.errors import ERROR_RESPONSES
 from service.errors import NotFoundError
 from service.jobs.queue import submit_job
@@ -21,7 +21,10 @@ def list_presets() -> list[Preset]:
 
 
 @router.post(
-    "/{name}/submit", status_code=status.HTTP_202_ACCEPTED, response_model=JobRecord | SweepRecord
+    "/{name}/submit",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRecord | SweepRecord,
+    dependencies=[WriteAccess],
 )
 def submit_preset(
     name: str,

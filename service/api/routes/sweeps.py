@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from service.api.deps import CeleryDep, JobStoreDep, SettingsDep, SweepStoreDep
+from service.api.deps import CeleryDep, JobStoreDep, SettingsDep, SweepStoreDep, WriteAccess
 from service.api.errors import ERROR_RESPONSES
 from service.sweeps.runs import cancel_sweep, submit_sweep, summarize
 from service.sweeps.schemas import SweepPage, SweepRecord, SweepSubmission
@@ -12,7 +12,12 @@ from service.sweeps.schemas import SweepPage, SweepRecord, SweepSubmission
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], responses=ERROR_RESPONSES)
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=SweepRecord)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SweepRecord,
+    dependencies=[WriteAccess],
+)
 def create_sweep(
     submission: SweepSubmission,
     response: Response,
@@ -47,7 +52,7 @@ def get_sweep(sweep_id: str, jobs: JobStoreDep, sweeps: SweepStoreDep) -> SweepR
     return summarize(sweeps.get(sweep_id), jobs)
 
 
-@router.post("/{sweep_id}/cancel", response_model=SweepRecord)
+@router.post("/{sweep_id}/cancel", response_model=SweepRecord, dependencies=[WriteAccess])
 def cancel(sweep_id: str, jobs: JobStoreDep, sweeps: SweepStoreDep) -> SweepRecord:
     """Cancel every job of the sweep that has not finished."""
     record = sweeps.get(sweep_id)

@@ -1,0 +1,69 @@
+"""API_TOKEN: who may start, cancel or delete work and change models; PROTECT_READS."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import FAULTS_DB
+from tests.stack import ServiceStack
+
+TOKEN = "s3cret-token-for-tests"
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    stack = ServiceStack(FAULTS_DB, tmp_path_factory.mktemp("auth"), API_TOKEN=TOKEN)
+    stack.start(worker=False)
+    yield stack
+    stack.stop()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+WRITES = [
+    ("post", "/jobs", {"json": {"kind": "backprop", "params": {}}}),
+    ("post", "/sweeps", {"json": {"base": {"kind": "backprop"}, "grid": {"x": [1, 2]}}}),
+    ("post", "/presets/cnn/submit", {}),
+    ("post", f"/jobs/{'0' * 32}/cancel", {}),
+    ("post", f"/sweeps/{'0' * 32}/cancel", {}),
+    ("put", f"/models/{'0' * 32}/aliases/production", {}),
+    ("delete", "/models/aliases/production", {}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "options"), WRITES)
+def test_changes_need_the_token(guarded, method, path, options):
+    missing = getattr(guarded.client, method)(path, **options)
+    assert missing.status_code == 401, missing.text
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert "Authorization: Bearer" in missing.json()["detail"]
+    wrong = getattr(guarded.client, method)(path, headers=bearer("not-it"), **options)
+    assert wrong.status_code == 403, wrong.text
+    right = getattr(guarded.client, method)(path, headers=bearer(TOKEN), **options)
+    assert right.status_code not in (401, 403), right.text
+
+
+def test_a_job_submitted_with_the_token_is_stored_and_readable_without(guarded):
+    job = guarded.client.post("/jobs", json={"kind": "backprop"}, headers=bearer(TOKEN))
+    assert job.status_code == 202
+    assert guarded.client.get(f"/jobs/{job.json()['id']}").status_code == 200
+    assert guarded.client.get("/jobs").status_code == 200
+    assert guarded.client.get("/models").status_code == 200
+    # Predictions stay open: this one fails only for want of a model.
+    prediction = guarded.client.post("/predict/digit", files=[("file", ("a.png", b"x"))])
+    assert prediction.status_code == 409
+
+
+def test_with_protect_reads_everything_but_health_needs_the_token(tmp_path):
+    stack = ServiceStack(FAULTS_DB, tmp_path, API_TOKEN=TOKEN, PROTECT_READS="true")
+    stack.start(worker=False)
+    try:
+        for path in ("/jobs", "/models", "/presets", "/metrics", "/v1/models/cnn"):
+            assert stack.client.get(path).status_code == 401, path
+            assert stack.client.get(path, headers=bearer(TOKEN)).status_code in (200, 409), path
+        assert stack.client.post("/predict/digit", files=[("file", ("a", b"x"))]).status_code == 401
+        assert stack.client.get("/health").status_code == 200
+    finally:
+        stack.stop()
