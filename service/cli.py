@@ -8,7 +8,8 @@
     python -m service.cli predict digit photo.jpg [more.png ...] [--model ALIAS]
     python -m service.cli predict sum d0.png ... d9.png | --row row.jpg [--method digit-model]
 
-The API's address comes from --url or DIGIT_SERVICE_URL (default http://127.0.0.1:8000).
+The API's address comes from --url or DIGIT_SERVICE_URL (default http://127.0.0.1:8000), its
+token, if it has one, from --token or DIGIT_SERVICE_TOKEN.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class CommandError(Exception):
 
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = _parser().parse_args(argv)
-    with httpx.Client(base_url=args.url, timeout=args.timeout) as client:
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    with httpx.Client(base_url=args.url, timeout=args.timeout, headers=headers) as client:
         try:
             return args.command(client, args, out)
         except CommandError as error:
@@ -166,6 +168,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m service.cli", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--url", default=os.environ.get("DIGIT_SERVICE_URL", DEFAULT_URL))
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("DIGIT_SERVICE_TOKEN"),
+        help="the service's API_TOKEN, if it has one (default: DIGIT_SERVICE_TOKEN)",
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     commands = parser.add_subparsers(required=True, metavar="command")
 

@@ -67,3 +67,22 @@ def test_with_protect_reads_everything_but_health_needs_the_token(tmp_path):
         assert stack.client.get("/health").status_code == 200
     finally:
         stack.stop()
+
+
+def test_the_cli_sends_the_token(guarded):
+    import subprocess
+    import sys
+
+    from tests.stack import REPO_ROOT
+
+    def submit(*token: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "service.cli", "--url", guarded.base_url, *token,
+             "submit", "backprop"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    assert submit().stderr.startswith("error: 401")
+    accepted = submit("--token", TOKEN)
+    assert accepted.returncode == 0, accepted.stderr
+    assert accepted.stdout.startswith("job ")
