@@ -25,8 +25,8 @@ REDIS_BASE_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 HEARTBEAT_SECONDS = 0.5  # fast, so lost workers are detected within seconds in tests
 
 
-def redis_url(db: int) -> str:
-    return f"{REDIS_BASE_URL.rstrip('/')}/{db}"
+def redis_url(db: int, base: str = REDIS_BASE_URL) -> str:
+    return f"{base.rstrip('/')}/{db}"
 
 
 def free_port() -> int:
@@ -102,9 +102,11 @@ def _signal_group(pgid: int, signum: int) -> None:
 class ServiceStack:
     """An API and a worker sharing one Redis DB, started and stopped like real deployments."""
 
-    def __init__(self, db: int, log_dir: Path, **settings: str) -> None:
+    def __init__(
+        self, db: int, log_dir: Path, redis_base: str = REDIS_BASE_URL, **settings: str
+    ) -> None:
         self.db = db
-        self.redis_url = redis_url(db)
+        self.redis_url = redis_url(db, redis_base)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.worker_name = f"test-{uuid.uuid4().hex[:8]}@%h"
@@ -125,7 +127,7 @@ class ServiceStack:
             log_dir,
         )
         self.worker = self._new_worker()
-        self.redis = Redis.from_url(self.redis_url, decode_responses=True)
+        self.redis = Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=5)
         self.client = httpx.Client(base_url=self.base_url, timeout=10)
 
     def _new_worker(self) -> ManagedProcess:
