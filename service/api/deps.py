@@ -8,7 +8,7 @@ import hmac
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from redis import Redis
 
 from service.errors import ForbiddenError, UnauthorizedError
@@ -88,6 +88,12 @@ async def require_read_token(request: Request) -> None:
     if get_settings().protect_reads:
         _check_token(request, "Reading from this service")
 
+
+# Paging: an offset past any Redis index still answers an empty page; a larger one would
+# overflow Redis' 64-bit ranges (a 500 found by schemathesis).
+MAX_OFFSET = 10**9
+Limit = Annotated[int, Query(ge=1, le=100, description="Items per page.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")]
 
 WriteAccess = Depends(require_write_token)
 ReadAccess = Depends(require_read_token)

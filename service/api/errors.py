@@ -49,6 +49,7 @@ def _error_response(
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in [
+        (400, "The body could not be parsed (not JSON, or a broken multipart form)"),
         (401, "No bearer token, and this endpoint needs one (API_TOKEN is set)"),
         (403, "Wrong bearer token"),
         (404, "Not found"),
@@ -76,11 +77,21 @@ async def _validation_error(request: Request, error: RequestValidationError) -> 
 
 
 async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-    codes = {404: "not_found", 405: "method_not_allowed"}
+    codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
     detail = str(error.detail)
     if error.status_code == 404 and detail == "Not Found":
         detail = f"No endpoint at {request.url.path}. See /docs for the API's endpoints."
-    return _error_response(error.status_code, codes.get(error.status_code, "http_error"), detail)
+    elif error.status_code == 405:
+        allowed = (error.headers or {}).get("Allow", "")
+        detail = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}."
+    elif error.status_code == 400 and "parsing the body" in detail:
+        detail = (
+            "The request body could not be parsed: send JSON with `Content-Type: "
+            "application/json`, or a well-formed multipart form for uploads."
+        )
+    code = codes.get(error.status_code, "http_error")
+    # Keeps headers such as a 405's `Allow` (RFC 9110 requires it).
+    return _error_response(error.status_code, code, detail, headers=error.headers)
 
 
 async def _redis_unreachable(request: Request, error: Exception) -> JSONResponse:

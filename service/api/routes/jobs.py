@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from service.api.deps import CeleryDep, JobStoreDep, SettingsDep, WriteAccess
+from service.api.deps import CeleryDep, JobStoreDep, Limit, Offset, SettingsDep, WriteAccess
 from service.api.errors import ERROR_RESPONSES
 from service.jobs.kinds import JOB_KINDS, get_kind
 from service.jobs.queue import submit_job
@@ -37,8 +37,8 @@ def list_jobs(
     store: JobStoreDep,
     kind: Annotated[str | None, Query(description="Only jobs of this kind.")] = None,
     status: Annotated[JobStatus | None, Query(description="Only jobs with this status.")] = None,
-    limit: Annotated[int, Query(ge=1, le=100, description="Jobs per page.")] = 20,
-    offset: Annotated[int, Query(ge=0, description="Jobs to skip.")] = 0,
+    limit: Limit = 20,
+    offset: Offset = 0,
 ) -> JobPage:
     """List jobs, newest first, optionally filtered by kind and status."""
     if kind is not None:

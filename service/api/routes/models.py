@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from service.api.deps import ModelResolverDep, ModelStoreDep, WriteAccess
+from service.api.deps import Limit, ModelResolverDep, ModelStoreDep, Offset, WriteAccess
 from service.api.errors import ERROR_RESPONSES
 from service.jobs.kinds import JOB_KINDS, get_kind
 from service.models.store import InvalidAliasError, ModelFormat, ModelRecord
@@ -37,8 +37,8 @@ class AliasChange(BaseModel):
 def list_models(
     store: ModelStoreDep,
     kind: Annotated[str | None, Query(description="Only models of this job kind.")] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 20,
+    offset: Offset = 0,
 ) -> ModelPage:
     """List stored models, newest first, optionally only those of one kind."""
     if kind is not None:

@@ -1,10 +1,16 @@
 """Sweeps over a parameter grid with replicates."""
 
-from typing import Annotated
+from fastapi import APIRouter, Response, status
 
-from fastapi import APIRouter, Query, Response, status
-
-from service.api.deps import CeleryDep, JobStoreDep, SettingsDep, SweepStoreDep, WriteAccess
+from service.api.deps import (
+    CeleryDep,
+    JobStoreDep,
+    Limit,
+    Offset,
+    SettingsDep,
+    SweepStoreDep,
+    WriteAccess,
+)
 from service.api.errors import ERROR_RESPONSES
 from service.sweeps.runs import cancel_sweep, submit_sweep, summarize
 from service.sweeps.schemas import SweepPage, SweepRecord, SweepSubmission
@@ -36,8 +42,8 @@ def create_sweep(
 def list_sweeps(
     jobs: JobStoreDep,
     sweeps: SweepStoreDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 20,
+    offset: Offset = 0,
 ) -> SweepPage:
     """List sweeps, newest first."""
     items, total = sweeps.list(limit=limit, offset=offset)

@@ -1,0 +1,41 @@
+"""Bad input everywhere: schemathesis against the service's own OpenAPI spec, with bounded
+examples per operation, on an API of its own with no worker (nothing it submits runs)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAULTS_DB
+from tests.stack import REPO_ROOT, ServiceStack
+
+# What "no 5xx and every answer matches the spec" means, as schemathesis' checks.
+CHECKS = [
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+    "response_headers_conformance",
+    "unsupported_method",
+]
+SEED = 131423456145475147139115192162032785975  # fixed: a failure here can be replayed
+
+
+@pytest.mark.slow
+def test_no_server_errors_and_every_answer_matches_the_spec(tmp_path):
+    stack = ServiceStack(FAULTS_DB, tmp_path, PRELOAD_MODELS="false")
+    stack.start(worker=False)
+    try:
+        run = subprocess.run(
+            [str(Path(sys.executable).parent / "schemathesis"), "run",
+             f"{stack.base_url}/openapi.json", "--checks", ",".join(CHECKS),
+             "--max-examples", "15", "--seed", str(SEED), "--request-timeout", "30"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    finally:
+        stack.stop()
+    assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout and "Tested: " in run.stdout
