@@ -13,6 +13,7 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
+from service.api.body_limit import BodyLimitMiddleware
 from service.api.deps import ReadAccess
 from service.api.errors import register_exception_handlers
 from service.api.metrics_middleware import RequestMetricsMiddleware
@@ -136,6 +137,7 @@ def create_app() -> FastAPI:
     register_exception_handlers(app)
     app.state.metrics = ServiceMetrics()
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=get_settings().max_request_bytes)
     app.include_router(health.router)  # open: healthchecks carry no token
     app.include_router(web.router)  # the page itself; its requests carry no token
     for router in (jobs, models, sweeps, presets, predict, tf_serving, plots, metrics):

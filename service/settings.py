@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         description="With API_TOKEN, reads and predictions need the token too (not /health).",
     )
     log_level: str = Field("INFO", description="Log level of the API and the worker.")
+    max_request_bytes: int = Field(
+        64_000_000,
+        gt=0,
+        description="Largest request body, all files of an upload together, in bytes.",
+    )
     max_upload_bytes: int = Field(
         20_000_000, gt=0, description="Largest image file a prediction accepts, in bytes."
     )

@@ -250,3 +250,22 @@ def test_health_reports_redis_and_live_workers(stack):
     wait_for(lambda: stack.worker_record()["gpus"] is not None, 60, "the GPU probe to answer")
     assert isinstance(stack.worker_record()["gpus"], list)
     assert worker["tensorflow_in_parent"] is False
+
+
+def test_a_request_body_over_the_limit_is_refused_before_it_is_read(client):
+    from tests.conftest import REQUEST_LIMIT_BYTES
+
+    padding = "x" * (REQUEST_LIMIT_BYTES + 1)
+    response = client.post("/jobs", json={"kind": "backprop", "params": {}, "pad": padding})
+    assert response.status_code == 413, response.text
+    assert response.json()["code"] == "request_too_large"
+    assert "MAX_REQUEST_BYTES" in response.json()["detail"]
+
+    def chunks():  # no Content-Length: counted as it arrives
+        for _ in range(REQUEST_LIMIT_BYTES // 1_000_000 + 2):
+            yield b" " * 1_000_000
+
+    streamed = client.post("/jobs", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413, streamed.text
+    assert streamed.json()["code"] == "request_too_large"
+    assert client.get("/jobs", params={"limit": 1}).status_code == 200  # still serving

@@ -35,7 +35,7 @@ class ErrorResponse(BaseModel):
     errors: list[FieldError] | None = None
 
 
-def _error_response(
+def error_response(
     status: int,
     code: str,
     detail: str,
@@ -53,6 +53,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "No bearer token, and this endpoint needs one (API_TOKEN is set)"),
         (403, "Wrong bearer token"),
         (404, "Not found"),
+        (413, "Request body too large"),
         (409, "Conflict with the resource's current state"),
         (422, "Invalid request"),
         (503, "Redis (job store and queue) unreachable"),
@@ -62,7 +63,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 async def _service_error(request: Request, error: ServiceError) -> JSONResponse:
     errors = error.errors if isinstance(error, InvalidJobError) else None
-    return _error_response(error.status_code, error.code, error.detail, errors, error.headers)
+    return error_response(error.status_code, error.code, error.detail, errors, error.headers)
 
 
 async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -73,7 +74,7 @@ async def _validation_error(request: Request, error: RequestValidationError) -> 
     summary = "; ".join(
         f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in errors
     )
-    return _error_response(422, "validation_error", f"Invalid request: {summary}.", errors)
+    return error_response(422, "validation_error", f"Invalid request: {summary}.", errors)
 
 
 async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -91,12 +92,12 @@ async def _http_error(request: Request, error: StarletteHTTPException) -> JSONRe
         )
     code = codes.get(error.status_code, "http_error")
     # Keeps headers such as a 405's `Allow` (RFC 9110 requires it).
-    return _error_response(error.status_code, code, detail, headers=error.headers)
+    return error_response(error.status_code, code, detail, headers=error.headers)
 
 
 async def _redis_unreachable(request: Request, error: Exception) -> JSONResponse:
     logger.warning("Redis unreachable while serving %s: %s", request.url.path, error)
-    return _error_response(
+    return error_response(
         503,
         "unavailable",
         f"Redis, which holds jobs and their queue, is unreachable ({error}). Nothing was "
