@@ -41,6 +41,14 @@ HOST = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def scratch_redis() -> tuple[str, Redis]:
+    """The benches' Redis DB (BENCH_REDIS_URL, default DB 11), emptied."""
+    url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
+    redis = Redis.from_url(url, decode_responses=True)
+    redis.flushdb()
+    return url, redis
+
+
 def store_model(redis: Redis, artifacts: Path) -> Path:
     """Save the default CNN architecture and register it as the service stores a model."""
     from training.cnn import build_mnist_cnn
@@ -125,9 +133,7 @@ def main() -> None:
     parser.add_argument("--only-service", action="store_true", help="skip the naive server")
     args = parser.parse_args()
 
-    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
-    redis = Redis.from_url(redis_url, decode_responses=True)
-    redis.flushdb()
+    redis_url, redis = scratch_redis()
     with tempfile.TemporaryDirectory() as scratch:
         artifacts = Path(scratch) / "artifacts"
         model_path = store_model(redis, artifacts)

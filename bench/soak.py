@@ -17,12 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from redis import Redis
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.load_generator import LoadResult, multipart_request, run_load
-from bench.predict_load import HOST, png_digits, start_server, store_model
+from bench.predict_load import HOST, png_digits, scratch_redis, start_server, store_model
 from service.launcher import api_command
 from service.settings import Settings
 
@@ -50,9 +48,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1_000)
     args = parser.parse_args()
 
-    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
-    redis = Redis.from_url(redis_url, decode_responses=True)
-    redis.flushdb()
+    redis_url, redis = scratch_redis()
     with tempfile.TemporaryDirectory() as scratch:
         artifacts = Path(scratch) / "artifacts"
         store_model(redis, artifacts)
