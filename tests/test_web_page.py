@@ -127,3 +127,27 @@ def test_the_page_fits_a_phone(browser, stack):
         assert phone.locator(canvas).bounding_box()["width"] <= 390
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     context.close()
+
+
+def test_with_an_api_token_the_page_asks_for_it_and_sends_it(browser, tmp_path):
+    from tests.conftest import FAULTS_DB
+    from tests.stack import ServiceStack
+
+    guarded = ServiceStack(FAULTS_DB, tmp_path, API_TOKEN="page-token")
+    guarded.start(worker=False)
+    try:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(guarded.base_url + "/")
+        page.select_option("#preset-name", "cnn")
+        page.click("#preset-form button")
+        page.wait_for_selector("#preset-status:has-text('token')")
+        assert page.locator("#token-box").get_attribute("open") is not None
+        page.fill("#token", "page-token")
+        page.dispatch_event("#token", "change")
+        page.click("#preset-form button")
+        page.wait_for_selector("#preset-status:has-text('queued')")
+        assert guarded.client.get("/jobs").json()["total"] == 1
+        context.close()
+    finally:
+        guarded.stop()

@@ -44,8 +44,19 @@ function drawingPad(canvas, penWidth) {
   return { clear, blob: () => new Promise((resolve) => canvas.toBlob(resolve, "image/png")) };
 }
 
+// The API token, if the service has one (API_TOKEN): kept in this browser only.
+const TOKEN_KEY = "digit-service-token";
+$("token").value = localStorage.getItem(TOKEN_KEY) || "";
+$("token").addEventListener("change", () => localStorage.setItem(TOKEN_KEY, $("token").value.trim()));
+
+function api(url, options = {}) {
+  const token = localStorage.getItem(TOKEN_KEY);
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  return fetch(url, { ...options, headers: { ...headers, ...(options.headers || {}) } });
+}
+
 async function post(url, form) {
-  const response = await fetch(url, { method: "POST", body: form });
+  const response = await api(url, { method: "POST", body: form });
   const body = await response.json().catch(() => ({ detail: response.statusText }));
   if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
   return body;
@@ -158,7 +169,7 @@ function progressOf(job) {
 
 async function refreshJobs() {
   try {
-    const page = await (await fetch("/jobs?limit=15")).json();
+    const page = await (await api("/jobs?limit=15")).json();
     $("jobs-table").tBodies[0].replaceChildren(...page.items.map((job) => {
       const row = document.createElement("tr");
       row.dataset.job = job.id;
@@ -187,7 +198,7 @@ $("jobs-table").addEventListener("click", (event) => {
 $("plot-close").addEventListener("click", () => { $("plot-view").hidden = true; });
 
 async function loadPresets() {
-  const presets = await (await fetch("/presets")).json();
+  const presets = await (await api("/presets")).json();
   $("preset-name").replaceChildren(...presets.map((preset) => {
     const option = document.createElement("option");
     option.value = preset.name;
@@ -205,6 +216,7 @@ $("preset-form").addEventListener("submit", async (event) => {
     refreshJobs();
   } catch (error) {
     $("preset-status").textContent = String(error.message || error);
+    if (/token/i.test(String(error.message))) $("token-box").open = true;
   }
 });
 
