@@ -8,7 +8,9 @@ Each process listens on its own socket bound with SO_REUSEPORT, so the kernel sp
 connections evenly over them. (uvicorn's own `--workers` share one socket, from which whichever
 process is idle at that moment accepts: keep-alive connections opened together, as a load
 balancer's or a benchmark's are, could all land on one process and stay there; measured, the
-same load then gave anywhere from 510 to 1000 requests/s.) A process that dies is restarted.
+same load then gave anywhere from 510 to 1000 requests/s.) A process that dies is restarted;
+when processes keep dying as they start (the port is taken, say), the server gives up and
+exits with status 1, so `make run` stops and shows why.
 
 With several processes, Prometheus metrics go through files in a folder they share
 (prometheus-client's multiprocess mode), emptied here before the processes start.
@@ -37,6 +39,8 @@ logger = logging.getLogger("api_server")
 APP = "service.main:app"
 SHUTDOWN_GRACE_SECONDS = 10
 RESTART_DELAY_SECONDS = 1.0
+QUICK_EXIT_SECONDS = 10.0  # a process that exits sooner than this failed to start
+MAX_QUICK_EXITS = 3
 
 
 def prepare_metrics_dir(settings: Settings) -> None:
@@ -85,22 +89,32 @@ def supervise(workers: int) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
+    started_at: dict[int, float] = {}
+
     def start(index: int) -> BaseProcess:
         process = context.Process(target=serve_one, name=f"api-{index}")
         process.start()
+        started_at[index] = time.monotonic()
         return process
 
     processes = [start(index) for index in range(workers)]
-    while not stopping:
+    quick_exits = 0  # in a row: a process that cannot even start (port taken, bad settings)
+    while not stopping and quick_exits < MAX_QUICK_EXITS:
         time.sleep(0.2)
         for index, process in enumerate(processes):
-            if not process.is_alive() and not stopping:
-                logger.error("API process %s exited (%s); restarting it.", process.pid,
-                             process.exitcode)  # fmt: skip
-                if METRICS_DIR_VARIABLE in os.environ and process.pid is not None:
-                    multiprocess.mark_process_dead(process.pid)  # its live gauges end with it
-                time.sleep(RESTART_DELAY_SECONDS)
-                processes[index] = start(index)
+            if process.is_alive() or stopping:
+                continue
+            lived = time.monotonic() - started_at[index]
+            quick_exits = quick_exits + 1 if lived < QUICK_EXIT_SECONDS else 0
+            logger.error("API process %s exited (%s) after %.0f s; restarting it.",
+                         process.pid, process.exitcode, lived)  # fmt: skip
+            if METRICS_DIR_VARIABLE in os.environ and process.pid is not None:
+                multiprocess.mark_process_dead(process.pid)  # its live gauges end with it
+            if quick_exits >= MAX_QUICK_EXITS:
+                logger.error("API processes keep exiting as they start; giving up (see above).")
+                break
+            time.sleep(RESTART_DELAY_SECONDS)
+            processes[index] = start(index)
     for process in processes:
         if process.is_alive() and process.pid is not None:
             os.kill(process.pid, signal.SIGTERM)
@@ -110,7 +124,7 @@ def supervise(workers: int) -> int:
         if process.is_alive():
             process.kill()
             process.join()
-    return 0
+    return 1 if quick_exits >= MAX_QUICK_EXITS else 0
 
 
 def main() -> None:

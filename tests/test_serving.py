@@ -417,3 +417,27 @@ def _samples(stack) -> dict:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+@pytest.mark.slow
+def test_api_processes_that_cannot_start_make_the_server_give_up(tmp_path):
+    """A port held by another program: each process dies at once; the supervisor exits 1
+    instead of restarting them forever, so `make run` stops and shows why."""
+    import socket
+    import subprocess
+
+    from tests.stack import REPO_ROOT, redis_url
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "API_WORKERS": "2", "HOST": "127.0.0.1", "PORT": str(port),
+               "REDIS_URL": redis_url(FAULTS_DB), "ARTIFACTS_DIR": str(tmp_path),
+               "BOOTSTRAP_MODELS": "false"}  # fmt: skip
+        command = [sys.executable, "-m", "service.api_server"]
+        run = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=120)  # fmt: skip
+    assert run.returncode == 1
+    assert "giving up" in run.stderr
+    assert "address already in use" in run.stderr.lower()
