@@ -202,6 +202,7 @@ def test_tf_serving_predict_matches_the_stored_model(stack, digit_model, test_di
     assert response.status_code == 200, response.text
     predictions = np.array(response.json()["predictions"])
     assert predictions.shape == (8, 10)
+    assert response.json()["model"] == {"id": digit_model["id"], "kind": "cnn"}
     # Raw arrays go to the model as they are: compare with the downloaded model itself.
     model = _download(stack, digit_model["id"], tmp_path)
     np.testing.assert_allclose(predictions[:5], model.predict(images[:5], verbose=0), atol=1e-5)

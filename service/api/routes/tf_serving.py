@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from service.api.deps import ModelCacheDep, ModelResolverDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
-from service.api.routes.predict import loaded_model
+from service.api.routes.predict import ModelInfo, loaded_model
 from service.models.store import ModelRecord
 from service.predict.instances import instance_uploads, instances_to_array, output_rows
 from service.predict.models import DIGIT_TASK, SUM_TASK, ModelResolver, Task
@@ -52,6 +52,7 @@ class PredictResponse(BaseModel):
         description="Per instance: digit models, 10 probabilities; calculators, an object "
         "with `sum`, `cumulative` and (with a digit head) `digits`."
     )
+    model: ModelInfo = Field(description="The model that answered (beyond TF Serving's format).")
 
 
 @router.get("/{name}", response_model=ModelStatus)
@@ -79,7 +80,10 @@ async def predict(
         inputs = await off_the_loop_unless_small(
             instance_uploads(body.instances), instances_to_array, body.instances, sequence, settings
         )  # fmt: skip
-    return PredictResponse(predictions=output_rows(await loaded.batcher.outputs(inputs)))
+    outputs = await loaded.batcher.outputs(inputs)
+    return PredictResponse(
+        predictions=output_rows(outputs), model=ModelInfo(id=record.id, kind=record.kind)
+    )
 
 
 # Tasks by model name: a kind names its newest model (kinds cannot be aliases).
