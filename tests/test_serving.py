@@ -299,16 +299,12 @@ def test_metrics_report_requests_batches_models_and_jobs(stack, digit_model, tes
 
 
 def _metric(stack, name: str, model_id: str) -> dict[str, float]:
-    text = stack.client.get("/metrics").text
-    values = {"sum": 0.0, "count": 0.0}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.labels.get("model") == model_id and sample.name in (
-                f"{name}_sum",
-                f"{name}_count",
-            ):
-                values[sample.name.rsplit("_", 1)[1]] = sample.value
-    return values
+    """A histogram's sum and count for one model (0 before its first observation)."""
+    samples = _samples(stack)
+    return {
+        part: samples.get((f"{name}_{part}", (("model", model_id),)), 0.0)
+        for part in ("sum", "count")
+    }
 
 
 def _download(stack, model_id: str, folder):

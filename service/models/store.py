@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from redis import Redis
 
 from service.errors import NotFoundError, ServiceError
+from service.jobs.kinds import JOB_KINDS
 from service.redis_pages import newest_first
 
 MODEL_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
@@ -145,7 +146,12 @@ class ModelStore:
                 f"digits, '.', '_' or '-', starting with a letter, and not a 32-character hex "
                 f"string (that would read as a model id). Example: 'production'."
             )
-        self.get(model_id)
+        if alias in JOB_KINDS:
+            raise InvalidAliasError(
+                f"{alias!r} is a job kind, which names the newest model of that kind in "
+                f"/v1/models/{alias}; choose another alias, e.g. '{alias}-production'."
+            )
+        self.find(model_id)  # it must exist
         pipe = self.redis.pipeline(transaction=True)
         pipe.hget(ALIASES_KEY, alias)
         pipe.hset(ALIASES_KEY, alias, model_id)

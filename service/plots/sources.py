@@ -37,7 +37,7 @@ def job_series(jobs: JobStore, job: JobRecord, series: str) -> list[dict[str, An
 def confusion_matrix(job: JobRecord) -> list[list[int]]:
     matrix = (job.result or {}).get("confusion_matrix")
     if matrix is None:
-        if job.status == JobStatus.SUCCEEDED or job.status.is_finished:
+        if job.status.is_finished:
             raise NotPlottable(
                 f"Job {job.id} ({job.kind}, {job.status}) has no confusion matrix: only "
                 f"classifiers (mlp, cnn, svhn_cnn) that succeeded record one."

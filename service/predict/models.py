@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from redis.asyncio import Redis as AsyncRedis
@@ -180,7 +182,7 @@ class ModelCache:
 
     def get(self, record: ModelRecord) -> LoadedModel:
         """The model, loaded now if it is not in memory yet."""
-        loaded = self._models.get(record.id)
+        loaded = self.peek(record)
         if loaded is not None:
             return loaded
         with self._lock:
@@ -206,9 +208,10 @@ class ModelCache:
         return LoadedModel(record, batcher)
 
 
-def compiled_predict(path: Path) -> Callable[[np.ndarray], Outputs]:
-    """Load a stored Keras model (safe mode) as a compiled function from a batch of inputs to
-    numpy outputs: a traced graph costs about 2 ms a call where `model.predict` costs 75."""
+@functools.lru_cache(maxsize=8)
+def load_stored_model(path: Path) -> Any:
+    """A model file from the model store, loaded in safe mode (once per process and path: the
+    prediction batchers and the feature-map plots share it)."""
     # TensorFlow is imported here, on first use, never on the API's queueing path.
     import keras
     import tensorflow as tf
@@ -217,11 +220,20 @@ def compiled_predict(path: Path) -> Callable[[np.ndarray], Outputs]:
 
     if not tf.config.list_physical_devices("GPU"):
         # One CPU thread per op: TF's pool otherwise spins on every core between calls, taking
-        # the CPU that the event loop needs to decode and prepare the next requests.
+        # the CPU that the event loop needs to decode and prepare the next requests. Set
+        # before TensorFlow runs anything, whichever endpoint loads the first model.
         with contextlib.suppress(RuntimeError):  # already set by an earlier load
             tf.config.threading.set_intra_op_parallelism_threads(1)
             tf.config.threading.set_inter_op_parallelism_threads(1)
-    model = keras.saving.load_model(path, safe_mode=True)
+    return keras.saving.load_model(path, safe_mode=True)
+
+
+def compiled_predict(path: Path) -> Callable[[np.ndarray], Outputs]:
+    """A stored model as a compiled function from a batch of inputs to numpy outputs: a traced
+    graph costs about 2 ms a call where `model.predict` costs 75."""
+    import tensorflow as tf
+
+    model = load_stored_model(path)
     signature = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
     graph = tf.function(lambda inputs: model(inputs, training=False), input_signature=[signature])
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
+from fastapi import UploadFile
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
@@ -74,6 +75,11 @@ class SumReading:
     cumulative: list[int]
     raw_sum: float | None
     images: list[np.ndarray]
+
+
+async def read_upload(upload: UploadFile, settings: Settings) -> Upload:
+    """The uploaded file's name and bytes; one byte over the limit is enough to refuse it."""
+    return Upload(upload.filename or "upload", await upload.read(settings.max_upload_bytes + 1))
 
 
 def prepare_digit(upload: Upload, settings: Settings) -> np.ndarray:

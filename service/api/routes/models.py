@@ -8,8 +8,8 @@ from pydantic import BaseModel, Field
 
 from service.api.deps import Limit, ModelResolverDep, ModelStoreDep, Offset, WriteAccess
 from service.api.errors import ERROR_RESPONSES
-from service.jobs.kinds import JOB_KINDS, get_kind
-from service.models.store import InvalidAliasError, ModelFormat, ModelRecord
+from service.jobs.kinds import get_kind
+from service.models.store import ModelFormat, ModelRecord
 
 router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
 
@@ -68,11 +68,6 @@ def set_alias(
     """Point an alias at a model (moving it if it named another). `?model=<alias>` and
     `/v1/models/<alias>` use that model from the next request on. The model may itself be
     named by an alias: PUT /models/staging/aliases/production promotes staging's model."""
-    if alias in JOB_KINDS:
-        raise InvalidAliasError(
-            f"{alias!r} is a job kind, which names the newest model of that kind in "
-            f"/v1/models/{alias}; choose another alias, e.g. '{alias}-production'."
-        )
     record = store.resolve(model)
     previous = store.set_alias(alias, record.id)
     resolver.forget()

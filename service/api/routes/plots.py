@@ -5,12 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Response, UploadFile
+from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import JobStoreDep, ModelStoreDep, SettingsDep, SweepStoreDep
 from service.api.errors import ERROR_RESPONSES
+from service.models.store import ModelStore
 from service.plots import figures, sources
 from service.plots.png import to_png
-from service.predict.reading import Upload, prepare_digit
+from service.predict.models import load_stored_model
+from service.predict.reading import Upload, prepare_digit, read_upload
+from service.settings import Settings
 
 router = APIRouter(tags=["plots"], responses=ERROR_RESPONSES)
 
@@ -80,30 +84,26 @@ def sweep_gradients(sweep_id: str, jobs: JobStoreDep, sweeps: SweepStoreDep) -> 
 
 
 @router.post("/models/{model}/plots/feature-maps.png", response_class=Response, responses=PNG)
-def model_feature_maps(
+async def model_feature_maps(
     model: str,
     file: Annotated[UploadFile, File(description="An image of a digit.")],
     models: ModelStoreDep,
     settings: SettingsDep,
 ) -> Response:
     """Every convolutional filter's output for the uploaded image, a grid per layer."""
+    upload = await read_upload(file, settings)
+    return await run_in_threadpool(_feature_maps, models, model, upload, settings)
+
+
+def _feature_maps(models: ModelStore, model: str, upload: Upload, settings: Settings) -> Response:
     record = models.resolve(model)
     if record.kind != "cnn":
         raise sources.NotPlottable(
             f"Model {model!r} is a {record.kind!r} model; feature maps are drawn for cnn models, "
             f"which read 28x28 digits. List them with GET /models?kind=cnn."
         )
-    upload = Upload(file.filename or "upload", file.file.read(settings.max_upload_bytes + 1))
     image = prepare_digit(upload, settings)
-    layers = _convolution_outputs(models.file_path(record, "keras"), image)
-    return _png(figures.feature_maps(record.id, layers, image))
+    from training.feature_maps import convolution_outputs  # TensorFlow: only on this path
 
-
-def _convolution_outputs(path, image):
-    # TensorFlow only here, on first use: never on the queueing path.
-    import keras
-
-    from training import activations  # noqa: F401  registers custom objects
-    from training.feature_maps import convolution_outputs
-
-    return convolution_outputs(keras.saving.load_model(path, safe_mode=True), image)
+    stored = load_stored_model(models.file_path(record, "keras"))
+    return _png(figures.feature_maps(record.id, convolution_outputs(stored, image), image))

@@ -21,6 +21,7 @@ from service.predict.reading import (
     prepare_digit,
     prepare_sequence,
     read_digits,
+    read_upload,
     sum_with_calculator,
     sum_with_digit_model,
 )
@@ -92,7 +93,7 @@ async def predict_digit(
     request.state.model_id = record.id
     loaded = await loaded_model(cache, record)
     with loaded.batcher.arriving():
-        uploads = [await _read(upload, settings) for upload in file]
+        uploads = [await read_upload(upload, settings) for upload in file]
         images = await off_the_loop_unless_small(uploads, _prepare_digits, uploads, settings)
     info = ModelInfo(id=record.id, kind=record.kind)
     predictions = [
@@ -139,8 +140,8 @@ async def predict_sum(
     request.state.model_id = record.id
     loaded = await loaded_model(cache, record)
     with loaded.batcher.arriving():
-        uploads = [await _read(upload, settings) for upload in files]
-        row = await _read(file, settings) if file is not None else None
+        uploads = [await read_upload(upload, settings) for upload in files]
+        row = await read_upload(file, settings) if file is not None else None
         every_upload = uploads + ([row] if row else [])
         images = await off_the_loop_unless_small(
             every_upload, prepare_sequence, uploads, row, settings
@@ -159,11 +160,6 @@ async def predict_sum(
         model=ModelInfo(id=record.id, kind=record.kind),
         images=[png_base64(image) for image in reading.images] if debug else None,
     )
-
-
-async def _read(upload: UploadFile, settings: Settings) -> Upload:
-    # One byte over the limit is enough to know the file is too large.
-    return Upload(upload.filename or "upload", await upload.read(settings.max_upload_bytes + 1))
 
 
 def _prepare_digits(uploads: list[Upload], settings: Settings) -> list[np.ndarray]:
