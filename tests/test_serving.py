@@ -438,3 +438,15 @@ def test_api_processes_that_cannot_start_make_the_server_give_up(tmp_path):
     assert run.returncode == 1
     assert "giving up" in run.stderr
     assert "address already in use" in run.stderr.lower()
+
+
+def test_tf_serving_a_large_batch_is_prepared_off_the_event_loop_alike(
+    stack, digit_model, test_digits, tmp_path
+):
+    images = test_digits[0][:40]  # over INLINE_ITEMS: prepared in the thread pool
+    response = stack.client.post(
+        f"/v1/models/{digit_model['id']}:predict", json={"instances": images.tolist()}
+    )
+    assert response.status_code == 200, response.text
+    expected = _download(stack, digit_model["id"], tmp_path).predict(images, verbose=0)
+    np.testing.assert_allclose(response.json()["predictions"], expected, atol=1e-5)

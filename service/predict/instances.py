@@ -26,13 +26,28 @@ class InvalidInstance(ServiceError):
     code = "invalid_instance"
 
 
-def instance_uploads(instances: list[Any]) -> list[Upload]:
-    """Every `{"b64": ...}` image in the instances, decoded from base64."""
+def decode_images(instances: list[Any]) -> list[Any]:
+    """The instances with every `{"b64": ...}` replaced by the image file it holds (an
+    `Upload`), decoded from base64 once."""
+
+    def decoded(item: Any, where: str) -> Any:
+        return _b64_upload(item, where) if isinstance(item, dict) else item
+
     return [
-        _b64_upload(item, f"instances[{index}]")
-        for index, instance in enumerate(instances)
+        [decoded(item, f"instances[{i}][{j}]") for j, item in enumerate(instance)]
+        if isinstance(instance, list) and any(isinstance(item, dict) for item in instance)
+        else decoded(instance, f"instances[{i}]")
+        for i, instance in enumerate(instances)
+    ]
+
+
+def uploads_in(instances: list[Any]) -> list[Upload]:
+    """The image files among decoded instances."""
+    return [
+        item
+        for instance in instances
         for item in (instance if isinstance(instance, list) else [instance])
-        if isinstance(item, dict)
+        if isinstance(item, Upload)
     ]
 
 
@@ -57,13 +72,13 @@ def output_rows(outputs: np.ndarray | dict[str, np.ndarray]) -> list[Any]:
 
 
 def _digit(instance: Any, where: str, settings: Settings) -> np.ndarray:
-    if isinstance(instance, dict):
-        return prepare_digit(_b64_upload(instance, where), settings)
+    if isinstance(instance, Upload):
+        return prepare_digit(instance, settings)
     return _array(instance, DIGIT_SHAPE, where)
 
 
 def _sequence(instance: Any, where: str, settings: Settings) -> np.ndarray:
-    if isinstance(instance, list) and instance and all(isinstance(i, dict) for i in instance):
+    if isinstance(instance, list) and instance and all(isinstance(i, Upload) for i in instance):
         if len(instance) != SEQUENCE_LENGTH:
             raise InvalidInstance(
                 f"{where} holds {len(instance)} images; a calculator instance is "

@@ -34,9 +34,11 @@ class WrongImageCount(ServiceError):
 
 T = TypeVar("T")
 
-# Uploads at most this large are prepared on the event loop (a 28x28 PNG takes 0.4 ms; a thread
-# hop per request, with every thread contending for the GIL, cost far more); larger ones, like
-# phone photos (0.1-0.3 s each), in the thread pool so they never hold up other requests.
+# A request is prepared on the event loop when that is quick: a few images (or arrays), each
+# small (a 28x28 PNG takes 0.4 ms; a thread hop per request, with every thread contending
+# for the GIL, cost far more). Others, phone photos (0.1-0.3 s each) or large batches, go to
+# the thread pool so they never hold up other requests.
+INLINE_ITEMS = 16
 INLINE_BYTES = 64_000
 INLINE_PIXELS = 1_000_000
 
@@ -52,13 +54,14 @@ class Upload:
         return pixels is not None and pixels <= INLINE_PIXELS
 
 
-async def off_the_loop_unless_small(
-    uploads: list[Upload], prepare: Callable[..., T], *args: Any
-) -> T:
-    """`prepare(*args)`, on the event loop when every upload is small, else in a thread."""
-    if all(upload.is_small for upload in uploads):
-        return prepare(*args)
-    return await run_in_threadpool(prepare, *args)
+def is_light(uploads: list[Upload], items: int) -> bool:
+    """Whether preparing `items` inputs, of which `uploads` are image files, is quick."""
+    return items <= INLINE_ITEMS and all(upload.is_small for upload in uploads)
+
+
+async def prepare_where_fit(light: bool, prepare: Callable[..., T], *args: Any) -> T:
+    """`prepare(*args)`: on the event loop when `light`, else in a thread."""
+    return prepare(*args) if light else await run_in_threadpool(prepare, *args)
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ from service.predict.models import DIGIT_TASK, SUM_TASK, LoadedModel, ModelCache
 from service.predict.reading import (
     SumReading,
     Upload,
-    off_the_loop_unless_small,
+    is_light,
     png_base64,
     prepare_digit,
     prepare_sequence,
+    prepare_where_fit,
     read_digits,
     read_upload,
     sum_with_calculator,
@@ -94,7 +95,8 @@ async def predict_digit(
     loaded = await loaded_model(cache, record)
     with loaded.batcher.arriving():
         uploads = [await read_upload(upload, settings) for upload in file]
-        images = await off_the_loop_unless_small(uploads, _prepare_digits, uploads, settings)
+        light = is_light(uploads, len(uploads))
+        images = await prepare_where_fit(light, _prepare_digits, uploads, settings)
     info = ModelInfo(id=record.id, kind=record.kind)
     predictions = [
         DigitPrediction(
@@ -143,9 +145,8 @@ async def predict_sum(
         uploads = [await read_upload(upload, settings) for upload in files]
         row = await read_upload(file, settings) if file is not None else None
         every_upload = uploads + ([row] if row else [])
-        images = await off_the_loop_unless_small(
-            every_upload, prepare_sequence, uploads, row, settings
-        )
+        light = is_light(every_upload, len(every_upload))
+        images = await prepare_where_fit(light, prepare_sequence, uploads, row, settings)
     reading: SumReading = await (
         sum_with_calculator(loaded, images)
         if method == "calculator"

@@ -15,9 +15,14 @@ from service.api.deps import ModelCacheDep, ModelResolverDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
 from service.api.routes.predict import ModelInfo, loaded_model
 from service.models.store import ModelRecord
-from service.predict.instances import instance_uploads, instances_to_array, output_rows
+from service.predict.instances import (
+    decode_images,
+    instances_to_array,
+    output_rows,
+    uploads_in,
+)
 from service.predict.models import DIGIT_TASK, SUM_TASK, ModelResolver, Task
-from service.predict.reading import off_the_loop_unless_small
+from service.predict.reading import is_light, prepare_where_fit
 
 router = APIRouter(prefix="/v1/models", tags=["tf-serving"], responses=ERROR_RESPONSES)
 
@@ -77,9 +82,9 @@ async def predict(
     loaded = await loaded_model(cache, record)
     sequence = record.kind in SUM_TASK.kinds
     with loaded.batcher.arriving():
-        inputs = await off_the_loop_unless_small(
-            instance_uploads(body.instances), instances_to_array, body.instances, sequence, settings
-        )  # fmt: skip
+        instances = decode_images(body.instances)
+        light = is_light(uploads_in(instances), len(instances))
+        inputs = await prepare_where_fit(light, instances_to_array, instances, sequence, settings)
     outputs = await loaded.batcher.outputs(inputs)
     return PredictResponse(
         predictions=output_rows(outputs), model=ModelInfo(id=record.id, kind=record.kind)
