@@ -98,3 +98,39 @@ def encode(image: np.ndarray, image_format: str = "JPEG", quality: int = 80) -> 
 def decode_gray(data: bytes) -> np.ndarray:
     """File bytes back to a grayscale uint8 array, as an upload would arrive."""
     return np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+
+
+def row_of_digits(
+    digits: np.ndarray,
+    digit_height: int,
+    gap: int,
+    rng: np.random.Generator,
+    upscale: int = 1,
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """A scan-like row of the MNIST digits (N, 28, 28): dark ink on white paper, each digit's
+    ink `digit_height` pixels tall (as MNIST's 20-pixel box scales), `gap` pixels between the
+    ink of neighbours (0: their boxes meet; below 0: they overlap, so strokes may touch), each
+    digit a little up or down; then scaled up `upscale` times (a low-resolution scan enlarged).
+    Returns the image and each digit's ink columns (first, last + 1) in it."""
+    scale = digit_height / 20
+    crops = []
+    for digit in digits:
+        rows, columns = np.nonzero(digit)
+        crop = digit[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+        size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+        crops.append(cv2.resize(crop, size, interpolation=cv2.INTER_AREA))
+    margin = digit_height
+    width = 2 * margin + sum(crop.shape[1] for crop in crops) + gap * (len(crops) - 1)
+    height = 2 * margin + max(crop.shape[0] for crop in crops)
+    ink = np.zeros((height, width), np.uint8)
+    spans, left = [], margin
+    for crop in crops:
+        top = margin + int(rng.integers(-digit_height // 8, digit_height // 8 + 1))
+        region = ink[top : top + crop.shape[0], left : left + crop.shape[1]]
+        np.maximum(region, crop, out=region)
+        spans.append((left * upscale, (left + crop.shape[1]) * upscale))
+        left += crop.shape[1] + gap
+    if upscale > 1:
+        interpolation = cv2.INTER_NEAREST if rng.random() < 0.5 else cv2.INTER_LINEAR
+        ink = cv2.resize(ink, (width * upscale, height * upscale), interpolation=interpolation)
+    return 255 - ink, spans

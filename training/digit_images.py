@@ -9,6 +9,7 @@ line or a marker stroke. The steps below undo each difference in turn.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import cv2
@@ -17,11 +18,22 @@ import numpy as np
 MNIST_SIZE = 28
 DIGIT_BOX = 20
 WORK_SIZE = 2000  # photos are downscaled to this many pixels on their long side first
+SMALL_INPUT = 56  # inputs shorter than this are enlarged (in whole steps) before thresholding
 # Median stroke width of MNIST's training digits (pixels above 127, by `stroke_width`, on the
-# first 2,000 images): 2.39 px, with 10% below 1.76 and 10% above 3.45.
+# first 2,000 images): 2.39 px, with 10% below 1.76 and 10% above 3.45. A digit's strokes are
+# brought into that range (to its nearer end), so that a digit already in it, like MNIST's own,
+# keeps its strokes as they are.
 MNIST_STROKE_WIDTH = 2.39
+MNIST_STROKE_RANGE = (1.76, 3.45)
 MIN_CONTRAST = 0.12  # ink differs from the paper by at least this fraction of its brightness
 LOW, HIGH = 0.2, 0.5  # hysteresis thresholds, as fractions of the strongest ink
+# Rows, in heights of the row's digits: how wide a fragment joined to a neighbour may make
+# it, and how wide a share of a group of touching digits must be (a single wide digit is not
+# cut in two; two touching 1s are not found).
+MAX_DIGIT_ASPECT = 1.0
+MIN_DIGIT_WIDTH = 0.6  # a group holds n touching digits only if 0.6 n heights wide
+MAX_GROUPS_PER_DIGIT = 3  # more ink groups than this per expected digit: not such a row
+MIN_PIECE_WIDTH = 2  # pixels: a touching group is never cut into narrower pieces
 
 
 class NoDigitFound(ValueError):
@@ -53,12 +65,13 @@ def to_mnist(gray: np.ndarray) -> PreparedDigit:
     """Prepare one digit from a 2-D uint8 grayscale image of any size and polarity."""
     if gray.ndim != 2:
         raise ValueError(f"Expected a 2-D grayscale image, got shape {gray.shape}.")
-    gray = _downscale(gray)
-    ink = _ink_strength(gray)
-    mask = _ink_mask(ink)
+    ink, mask, factor = _ink_of(gray)
     x, y, width, height = _digit_box(mask)
-    strokes = _normalized_strokes(mask[y : y + height, x : x + width])
-    return PreparedDigit(image=_center_by_mass(strokes), box=(x, y, width, height))
+    window = (slice(y, y + height), slice(x, x + width))
+    strokes = _normalized_strokes(_strokes(ink[window], mask[window]))
+    return PreparedDigit(
+        image=_center_by_mass(strokes), box=_unscaled((x, y, width, height), factor)
+    )
 
 
 def split_row(gray: np.ndarray, expected: int) -> list[PreparedDigit]:
@@ -66,16 +79,15 @@ def split_row(gray: np.ndarray, expected: int) -> list[PreparedDigit]:
 
     The ink is found as for one digit; its parts are grouped into digits by their columns
     (parts that overlap horizontally, like a 5's flag and its body, are one digit). Knowing how
-    many digits to expect, the fewest changes are made to reach that count: a small stray part
-    joins its nearest neighbour, and the widest group (two digits that touch) is cut at its
-    thinnest column. Each digit is then normalised on its own. `WrongDigitCount` when the count
-    still differs.
+    many digits to expect, the fewest changes are made to reach that count: fragments join a
+    neighbour, and groups wide enough to hold several digits (digits that touch) are cut where
+    they have the least ink. Each digit is then normalised on its own. `WrongDigitCount` when
+    the count still differs.
     """
     if gray.ndim != 2:
         raise ValueError(f"Expected a 2-D grayscale image, got shape {gray.shape}.")
-    gray = _downscale(gray)
-    mask = _ink_mask(_ink_strength(gray))
-    columns = _digit_columns(mask)
+    ink, mask, factor = _ink_of(gray)
+    columns = _digit_columns(mask, most=MAX_GROUPS_PER_DIGIT * expected)
     found = len(columns)
     columns = _merge_strays(columns, expected)
     columns = _cut_touching(columns, expected)
@@ -84,17 +96,54 @@ def split_row(gray: np.ndarray, expected: int) -> list[PreparedDigit]:
     digits = []
     for parts in columns:
         x, y, width, height = cv2.boundingRect(parts)
-        strokes = _normalized_strokes(parts[y : y + height, x : x + width] * 255)
-        digits.append(PreparedDigit(image=_center_by_mass(strokes), box=(x, y, width, height)))
+        window = (slice(y, y + height), slice(x, x + width))
+        strokes = _normalized_strokes(_strokes(ink[window], parts[window]))
+        box = _unscaled((x, y, width, height), factor)
+        digits.append(PreparedDigit(image=_center_by_mass(strokes), box=box))
     return digits
 
 
-def _digit_columns(mask: np.ndarray) -> list[np.ndarray]:
+def _ink_of(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """The ink strength of a grayscale image (0..1), the ink as a 0/255 mask, and how many
+    times larger than the input (after `_downscale`) both are.
+
+    Ink is found at the input's resolution, then small inputs (a 28x28 digit, a scanned row)
+    are enlarged before thresholding: the mask's outline falls between the input's pixels, so
+    that stroke widths are adjusted in fractions of a pixel and the final downscale
+    anti-aliases the strokes as MNIST's are. (Thresholded at 28x28, strokes moved in steps of
+    2 pixels and came out jagged and binary, unlike anything MNIST holds.)
+    """
+    gray = _downscale(gray)
+    ink = _ink_strength(gray)
+    factor = max(1, min(-(-SMALL_INPUT // min(ink.shape)), WORK_SIZE // max(ink.shape)))
+    if factor > 1:
+        size = (ink.shape[1] * factor, ink.shape[0] * factor)
+        ink = cv2.resize(ink, size, interpolation=cv2.INTER_LINEAR)
+    return ink, _ink_mask(ink), factor
+
+
+def _strokes(ink: np.ndarray, parts: np.ndarray) -> np.ndarray:
+    """The digit's strokes in grey levels (0..255): the ink's own strength within its parts,
+    relative to the strongest ink. Strokes keep their anti-aliased edges, so an MNIST digit
+    comes out as it went in."""
+    inside = ink * (parts > 0)
+    peak = float(np.percentile(inside[inside > 0], 95)) if inside.any() else 1.0
+    return np.clip(inside / max(peak, 1e-6), 0.0, 1.0).astype(np.float32) * 255
+
+
+def _unscaled(box: tuple[int, int, int, int], factor: int) -> tuple[int, int, int, int]:
+    x, y, width, height = box
+    return x // factor, y // factor, -(-width // factor), -(-height // factor)
+
+
+def _digit_columns(mask: np.ndarray, most: int) -> list[np.ndarray]:
     """A 0/1 image of each digit's parts, left to right: ink components, without specks or
     (when anything else is there) edges, grouped while they overlap horizontally.
 
     In a row cropped tightly, digits touch the top and bottom; an edge is a component along
     the border: wider than a third of the row, or against a side and nearly as tall as it.
+    More than `most` groups: `WrongDigitCount` (not a row of the digits expected; joining them
+    would take time quadratic in their number).
     """
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     height, width = mask.shape
@@ -118,51 +167,75 @@ def _digit_columns(mask: np.ndarray) -> list[np.ndarray]:
             groups[-1].append(index)
         else:
             groups.append([x, x + w, index])
+    if len(groups) > most:
+        raise WrongDigitCount(len(groups), most // MAX_GROUPS_PER_DIGIT)
     return [np.isin(labels, indices).astype(np.uint8) for _, _, *indices in groups]
 
 
 def _merge_strays(columns: list[np.ndarray], expected: int) -> list[np.ndarray]:
-    """While there are too many groups, join the one with the least ink (a stray part of a
-    digit, far less ink than a digit) to its nearer neighbour."""
+    """While there are too many groups, join the adjacent pair that makes the most digit-like
+    union: a fragment (far shorter than the row's digits, like a 5's flag) first, else the
+    narrowest union; never a union wider than a digit can be (then the row holds more digits
+    than expected, and the caller says so)."""
     columns = list(columns)
     while len(columns) > expected:
-        areas = [int(parts.sum()) for parts in columns]
-        smallest = int(np.argmin(areas))
-        if areas[smallest] > 0.3 * float(np.median(areas)):
+        boxes = [cv2.boundingRect(parts) for parts in columns]
+        height = float(np.median([h for _, _, _, h in boxes]))
+        costs = [
+            _union_width(left, right) / height - (min(left[3], right[3]) < 0.6 * height)
+            for left, right in itertools.pairwise(boxes)
+        ]
+        pair = int(np.argmin(costs))
+        if costs[pair] > MAX_DIGIT_ASPECT:
             break
-        centre = _centre_x(columns[smallest])
-        neighbours = [i for i in (smallest - 1, smallest + 1) if 0 <= i < len(columns)]
-        nearest = min(neighbours, key=lambda i: abs(_centre_x(columns[i]) - centre))
-        columns[nearest] = columns[nearest] | columns.pop(smallest)
-        if nearest > smallest:
-            nearest -= 1
+        columns[pair : pair + 2] = [columns[pair] | columns[pair + 1]]
     return columns
 
 
 def _cut_touching(columns: list[np.ndarray], expected: int) -> list[np.ndarray]:
-    """While there are too few groups, cut the widest one at its thinnest column in its
-    middle half, if it is as wide as two digits: wider than tall and half again as wide as
-    the median group (single digits are taller than wide)."""
-    columns = list(columns)
-    while len(columns) < expected:
-        boxes = [cv2.boundingRect(parts) for parts in columns]
-        widths = [w for _, _, w, _ in boxes]
-        widest = int(np.argmax([w / max(h, 1) for _, _, w, h in boxes]))
-        x, _, width, height = boxes[widest]
-        if width < 1.1 * height or width < 1.5 * float(np.median(widths)) or width < 4:
+    """While there are too few groups, give one more digit to the group that is widest for
+    the digits it already holds (if that many can fit: touching digits), then cut each group
+    into its digits at the columns with the least ink near evenly spaced positions."""
+    boxes = [cv2.boundingRect(parts) for parts in columns]
+    height = float(np.median([h for _, _, _, h in boxes]))
+    holds = [1] * len(columns)
+    while sum(holds) < expected:
+        widest = max(range(len(columns)), key=lambda i: boxes[i][2] / holds[i])
+        share = boxes[widest][2] / (holds[widest] + 1)
+        if share < MIN_DIGIT_WIDTH * height or share < MIN_PIECE_WIDTH:
             break
-        profile = columns[widest][:, x : x + width].sum(axis=0)
-        middle = slice(width // 4, max(width // 4 + 1, 3 * width // 4))
-        cut = x + middle.start + int(np.argmin(profile[middle]))
-        left, right = columns[widest].copy(), columns[widest].copy()
-        left[:, cut:] = 0
-        right[:, :cut] = 0
-        columns[widest : widest + 1] = [left, right]
-    return columns
+        holds[widest] += 1
+    digits = []
+    for parts, box, count in zip(columns, boxes, holds, strict=True):
+        digits.extend(_cut(parts, box, count) if count > 1 else [parts])
+    return digits
 
 
-def _centre_x(parts: np.ndarray) -> float:
-    return float(np.mean(np.nonzero(parts)[1]))
+def _union_width(left: tuple[int, ...], right: tuple[int, ...]) -> int:
+    return max(left[0] + left[2], right[0] + right[2]) - min(left[0], right[0])
+
+
+def _cut(parts: np.ndarray, box: tuple[int, int, int, int], count: int) -> list[np.ndarray]:
+    """`parts` cut into `count` digits at the columns with the least ink, each within a third
+    of a digit's width of its evenly spaced position."""
+    x, _, width, _ = box
+    profile = parts[:, x : x + width].sum(axis=0)
+    step = width / count
+    cuts = [0]
+    for index in range(1, count):
+        ideal = index * step
+        # Room for this piece and one column for each piece still to come.
+        low = min(max(cuts[-1] + 1, round(ideal - step / 3)), width - (count - index))
+        window = profile[low : max(low + 1, round(ideal + step / 3))]
+        # The least ink; among equals, the column nearest the ideal position.
+        cuts.append(low + min(range(len(window)), key=lambda i: (window[i], abs(low + i - ideal))))
+    cuts.append(width)
+    pieces = []
+    for left, right in itertools.pairwise(cuts):
+        piece = np.zeros_like(parts)
+        piece[:, x + left : x + right] = parts[:, x + left : x + right]
+        pieces.append(piece)
+    return pieces
 
 
 def _downscale(gray: np.ndarray) -> np.ndarray:
@@ -185,7 +258,9 @@ def _ink_strength(gray: np.ndarray) -> np.ndarray:
     16x16 digits) have one background: the median of their border.
     """
     longest = max(gray.shape)
-    image = cv2.GaussianBlur(gray, (0, 0), max(0.5, longest / 2000)).astype(np.float32)
+    image = gray.astype(np.float32)
+    if longest >= 200:  # photos: sensor noise and paper texture (a small scan has neither)
+        image = cv2.GaussianBlur(image, (0, 0), max(0.5, longest / 2000))
     background = _background(image)
     # Each side is measured against its headroom: dark ink against the paper's brightness,
     # light ink against what is left above the field's (at least half the scale, or the
@@ -273,14 +348,17 @@ def _digit_box(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 
 def _normalized_strokes(crop: np.ndarray) -> np.ndarray:
-    """The digit with MNIST's stroke width, fitted in the 20x20 box, as float32 0..255.
+    """The digit (grey levels 0..255) with strokes in MNIST's range of widths, fitted in the
+    20x20 box, as float32 0..255.
 
-    The stroke width is measured on the crop, then the strokes are dilated or eroded to the
-    width MNIST's would have at the crop's scale; scaling down to the box with area averaging
-    anti-aliases them as MNIST's digits are.
+    The stroke width is measured on the crop; when it is outside the range MNIST's would have
+    at the crop's scale, the strokes are dilated or eroded to the range's nearer end; scaling
+    down to the box with area averaging anti-aliases them as MNIST's digits are.
     """
     scale = DIGIT_BOX / max(crop.shape)
-    radius = round((MNIST_STROKE_WIDTH / scale - stroke_width(crop)) / 2)
+    width = stroke_width((crop > 127).astype(np.uint8))
+    low, high = (limit / scale for limit in MNIST_STROKE_RANGE)
+    radius = round((min(max(width, low), high) - width) / 2)
     if radius:
         pad = max(radius, 0)
         padded = cv2.copyMakeBorder(crop, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
