@@ -12,17 +12,22 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 
+from bench.results import write_results
 from training import calculator, cnn, mlp
-from training.data.mnist import load_mnist
+from training.data.prepared import load_prepared_mnist
 from training.keras_training import make_optimizer
 from training.progress import RecordingReporter
 
@@ -45,10 +50,10 @@ def mlp_case(epochs: int) -> Case:
         batch_size=128,
         epochs=epochs,
         seed=0,
-    )
+    )  # the course's settings
 
     def bare(mnist_path: str | None) -> float:
-        train, _ = load_mnist(mnist_path)
+        train, _ = load_prepared_mnist(mnist_path)
         model = mlp.build_mlp([512], "relu", None, 0.2, 0.0)
         model.compile(
             optimizer=make_optimizer("sgd", 0.01),
@@ -67,9 +72,11 @@ def mlp_case(epochs: int) -> Case:
 
 def cnn_case(epochs: int) -> Case:
     def bare(mnist_path: str | None) -> float:
-        train, _ = load_mnist(mnist_path)
-        model = cnn.build_mnist_cnn()
+        train, _ = load_prepared_mnist(
+            mnist_path, augment_fraction=cnn.AUGMENT_FRACTION, seed=0
+        )  # the same images as the job's
         steps = epochs * math.ceil(len(train.labels) * 0.9 / 128)
+        model = cnn.build_mnist_cnn()
         schedule = keras.optimizers.schedules.CosineDecay(0.002, decay_steps=steps)
         model.compile(
             optimizer=keras.optimizers.Adam(schedule),
@@ -92,16 +99,27 @@ def calculator_case(epochs: int, digit_labels: bool) -> Case:
     def bare(mnist_path: str | None) -> float:
         import numpy as np
 
-        train, _ = load_mnist(mnist_path)
+        train, _ = load_prepared_mnist(
+            mnist_path, augment_fraction=cnn.AUGMENT_FRACTION, seed=0
+        )  # the same images as the job's
         sequences = calculator.random_sequences(train, 6000, np.random.default_rng(0))
-        model = calculator.build_calculator(digit_head=digit_labels)
-        losses = {"sum": "mse", "cumulative": "mse"}
-        weights = {"sum": 1.0, "cumulative": 0.0}
-        targets = {"sum": sequences.sums[:, None], "cumulative": sequences.cumulative}
+        model = calculator.build_calculator()
+        losses = {
+            "digits": "sparse_categorical_crossentropy",
+            "cumulative": "mse",
+            "sum": "mse",
+            "sum_distribution": "sparse_categorical_crossentropy",
+        }
         if digit_labels:
-            losses["digits"] = "sparse_categorical_crossentropy"
-            weights["digits"] = 1.0
-            targets["digits"] = sequences.digits
+            weights = {"digits": 1.0, "cumulative": 0.01, "sum": 0.0, "sum_distribution": 0.0}
+        else:
+            weights = {"digits": 0.0, "cumulative": 0.0, "sum": 0.0, "sum_distribution": 1.0}
+        targets = {
+            "digits": sequences.digits,
+            "cumulative": sequences.cumulative,
+            "sum": sequences.sums[:, None],
+            "sum_distribution": sequences.sums.astype("int32"),
+        }
         model.compile(optimizer=make_optimizer("adam", 0.001), loss=losses, loss_weights=weights)
         return _timed_fit(model, sequences.images, targets, 32, epochs, 0.1)
 
@@ -172,6 +190,19 @@ def main() -> None:
         )
         print(f"done: {case.name}", flush=True)
 
+    write_results(
+        "train_course_models",
+        {
+            name: {
+                metric: value,
+                "epochs": epochs,
+                "job_seconds_per_epoch": job_seconds,
+                "bare_fit_seconds_per_epoch": bare_seconds,
+            }
+            for name, metric, value, epochs, job_seconds, bare_seconds in rows
+        },
+        seed=0,
+    )
     print()
     print("| model | metric | value | epochs | s/epoch (job) | s/epoch (bare fit) | job / bare |")
     print("| --- | --- | --- | --- | --- | --- | --- |")

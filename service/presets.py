@@ -28,7 +28,15 @@ PRESETS: dict[str, Preset] = {
             "10 epochs): the course's six curves.",
             submit_to="/sweeps",
             body={
-                "base": _job("mlp", width=512, dropout_rate=0.2, optimizer="sgd", epochs=10),
+                "base": _job(
+                    "mlp",
+                    width=512,
+                    dropout_rate=0.2,
+                    optimizer="sgd",
+                    learning_rate=0.01,
+                    batch_size=128,
+                    epochs=10,
+                ),
                 "grid": {"depth": [1, 2, 3], "activation": ["sigmoid", "relu"]},
                 "replicates": 1,
             },
@@ -45,6 +53,7 @@ PRESETS: dict[str, Preset] = {
                     dropout_rate=0.0,
                     optimizer="sgd",
                     learning_rate=0.01,
+                    batch_size=128,
                     epochs=3,
                 ),
                 "grid": {"depth": [5, 20, 40], "activation": ["relu", "tanh", "sigmoid", "lecun"]},
@@ -57,7 +66,15 @@ PRESETS: dict[str, Preset] = {
             "each: final accuracy as mean +- std per factor.",
             submit_to="/sweeps",
             body={
-                "base": _job("mlp", hidden_units=[500, 300], dropout_rate=0.0, epochs=40),
+                "base": _job(
+                    "mlp",
+                    hidden_units=[500, 300],
+                    dropout_rate=0.0,
+                    optimizer="sgd",
+                    learning_rate=0.01,
+                    batch_size=128,
+                    epochs=40,
+                ),
                 "grid": {"l2": L2_FACTORS},
                 "replicates": 3,
             },
@@ -66,13 +83,22 @@ PRESETS: dict[str, Preset] = {
             name="mlp-64-64",
             description="A 64-64 MLP trained with SGD at learning rate 0.1.",
             submit_to="/jobs",
-            body=_job("mlp", hidden_units=[64, 64], optimizer="sgd", learning_rate=0.1),
+            body=_job(
+                "mlp", hidden_units=[64, 64], optimizer="sgd", learning_rate=0.1, batch_size=128
+            ),
         ),
         Preset(
             name="mlp-500-300",
             description="The 500-300 MLP trained for 40 epochs.",
             submit_to="/jobs",
-            body=_job("mlp", hidden_units=[500, 300], epochs=40),
+            body=_job(
+                "mlp",
+                hidden_units=[500, 300],
+                optimizer="sgd",
+                learning_rate=0.01,
+                batch_size=128,
+                epochs=40,
+            ),
         ),
         Preset(
             name="cnn",
@@ -94,9 +120,18 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             name="calculator-digit-labels",
-            description="The MNIST calculator with per-digit auxiliary labels.",
+            description="The MNIST calculator with per-digit auxiliary labels, its digit "
+            "classifier trained from scratch.",
             submit_to="/jobs",
             body=_job("calculator", digit_labels=True),
+        ),
+        Preset(
+            name="calculator-from-cnn",
+            description="The MNIST calculator reading each digit with the newest cnn model "
+            "(kept as it is): its sums are exact whenever that model reads the digits right. "
+            "Needs a stored cnn model; nothing to train, seconds on a CPU.",
+            submit_to="/jobs",
+            body=_job("calculator", digit_model="cnn"),
         ),
     ]
 }

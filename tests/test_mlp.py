@@ -9,6 +9,7 @@ import training.activations  # registers "lecun" so saved models load
 from training.activation_names import KERAS_HIDDEN_ACTIVATIONS
 from training.callbacks import gradient_statistics
 from training.data.mnist import load_mnist
+from training.data.prepared import prepare_images
 from training.keras_training import PROBE_SIZE
 from training.mlp import build_mlp, train_mlp
 from training.progress import RecordingReporter
@@ -78,9 +79,9 @@ def test_saved_models_reload_in_both_formats_with_the_same_predictions(mnist_pat
     np.testing.assert_allclose(
         native.predict(images, verbose=0), legacy.predict(images, verbose=0), rtol=1e-6, atol=1e-7
     )
-    accuracy = np.mean(
-        np.argmax(native.predict(test.images[:200], verbose=0), 1) == test.labels[:200]
-    )
+    # The job tests on images prepared as uploads are.
+    prepared = prepare_images(test.images[:200])
+    accuracy = np.mean(np.argmax(native.predict(prepared, verbose=0), 1) == test.labels[:200])
     assert accuracy == pytest.approx(result["test_accuracy"], abs=1e-6)
     assert np.sum(result["confusion_matrix"]) == SMALL["test_limit"]
 

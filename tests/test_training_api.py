@@ -10,6 +10,7 @@ import pytest
 import training.activations  # noqa: F401  registers "lecun" so downloaded models load
 from training.callbacks import gradient_statistics
 from training.data.mnist import load_mnist
+from training.data.prepared import prepare_images
 from training.keras_training import PROBE_SIZE
 
 QUICK_MLP = {
@@ -55,7 +56,7 @@ def test_mlp_job_stores_a_model_that_reloads_in_both_formats(stack, finished_mlp
     assert result["model_id"] in [item["id"] for item in listed]
 
     _, test = load_mnist(mnist_path)
-    images = test.images[: QUICK_MLP["test_limit"]]
+    images = prepare_images(test.images[: QUICK_MLP["test_limit"]])  # as the job tests
     predictions = {}
     for model_format in ("keras", "h5"):
         response = stack.client.get(
@@ -88,7 +89,7 @@ def test_gradient_statistics_match_the_trained_model(stack, finished_mlp, mnist_
     train, _ = load_mnist(mnist_path)
     expected = gradient_statistics(
         model,
-        train.images[:PROBE_SIZE].astype("float32"),
+        prepare_images(train.images[:PROBE_SIZE]),  # the probe: prepared as the job's images
         train.labels[:PROBE_SIZE],
         keras.losses.sparse_categorical_crossentropy,
     )

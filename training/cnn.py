@@ -10,7 +10,7 @@ from typing import Any
 import keras
 from keras import layers
 
-from training.data.mnist import load_mnist
+from training.data.prepared import load_prepared_mnist
 from training.keras_training import (
     finish_run,
     fit_classifier,
@@ -19,6 +19,7 @@ from training.keras_training import (
 from training.progress import ProgressReporter
 
 DEFAULT_CONV_FILTERS = (32, 64, 128)
+AUGMENT_FRACTION = 0.5  # of the training images distorted before preparation
 
 
 def build_mnist_cnn(
@@ -27,7 +28,7 @@ def build_mnist_cnn(
     dropout_rate: float = 0.4,
     augment: bool = True,
 ) -> keras.Model:
-    """Raw 28x28 images (0..255) -> 10 softmax outputs.
+    """Prepared 28x28 images (0..255) -> 10 softmax outputs.
 
     Each block is a 3x3 convolution, batch normalization, ReLU and 2x2 max pooling; then
     dropout, a dense layer, dropout and the softmax. With `augment`, training images are shifted
@@ -62,7 +63,7 @@ def train_cnn(
     augment: bool = True,
     learning_rate: float = 0.002,
     batch_size: int = 128,
-    epochs: int = 8,
+    epochs: int = 12,
     validation_split: float = 0.1,
     train_limit: int | None = None,
     test_limit: int | None = None,
@@ -72,13 +73,22 @@ def train_cnn(
     model_dir: Path | str | None = None,
     progress: ProgressReporter | None = None,
 ) -> dict[str, Any]:
-    """Train the CNN with Adam and a cosine-decaying learning rate; save it to `model_dir`."""
+    """Train the CNN with Adam and a cosine-decaying learning rate; save it to `model_dir`.
+
+    Images are prepared as uploads are (`training.data.prepared`); with `augment`, half the
+    training images are distorted first (`training.augmentation`).
+    """
     run_facts = prepare_run(seed, mixed_precision)
-    train, test = load_mnist(mnist_path)
-    train, test = train.head(train_limit), test.head(test_limit)
-    model = build_mnist_cnn(conv_filters, dense_units, dropout_rate, augment)
+    train, test = load_prepared_mnist(
+        mnist_path,
+        train_limit=train_limit,
+        test_limit=test_limit,
+        augment_fraction=AUGMENT_FRACTION if augment else 0.0,
+        seed=seed,
+    )
     fit_examples = len(train.labels) - int(len(train.labels) * validation_split)
     total_steps = epochs * math.ceil(fit_examples / batch_size)
+    model = build_mnist_cnn(conv_filters, dense_units, dropout_rate, augment)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total_steps)
     result = fit_classifier(
         model,
@@ -89,5 +99,6 @@ def train_cnn(
         epochs=epochs,
         validation_split=validation_split,
         progress=progress,
+        digit_sums=True,
     )
     return finish_run(model, result, run_facts, model_dir)

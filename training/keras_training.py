@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from training.callbacks import GradientStatsCallback, ReportingCallback
+from training.data.sequences import SEQUENCE_LENGTH, sum_metrics
 from training.progress import ProgressReporter, SilentReporter
 
 OPTIMIZERS = {
@@ -52,7 +53,9 @@ def finish_run(
     return result
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    name: str, learning_rate: float | keras.optimizers.schedules.LearningRateSchedule
+) -> keras.optimizers.Optimizer:
     try:
         return OPTIMIZERS[name](learning_rate=learning_rate)
     except KeyError:
@@ -97,7 +100,7 @@ def fit_with_reporting(
         ReportingCallback(progress, epochs, math.ceil(fit_examples / batch_size)),
         *extra_callbacks,
     ]
-    return model.fit(
+    history = model.fit(
         inputs,
         targets,
         batch_size=batch_size,
@@ -107,6 +110,46 @@ def fit_with_reporting(
         callbacks=callbacks,
         verbose=0,
     )
+    calibrate_batch_norm(model, inputs[:fit_examples], batch_size=probe_size)
+    return history
+
+
+def calibrate_batch_norm(
+    model: keras.Model, inputs: np.ndarray, batches: int = 20, batch_size: int = 256
+) -> None:
+    """Give every trainable batch-normalization layer the mean and variance of its inputs
+    under the final weights, averaged over up to `batches` batches of training inputs (as many
+    as the gradient probe's: 20 x 256 images, 20 x 25 calculator sequences).
+
+    Inference uses moving averages that lag behind the weights (momentum 0.99: each batch
+    moves them 1%). In a short run they still hold much of their initial values (after 36
+    steps, 70%), and a model that trained well answered garbage at inference; in a long run
+    they trail the last steps' weights.
+    """
+    layers = [layer for layer in _all_layers(model) if _is_trainable_batch_norm(layer)]
+    if not layers:
+        return
+    momentums = [layer.momentum for layer in layers]
+    try:
+        for index, start in enumerate(range(0, min(len(inputs), batches * batch_size), batch_size)):
+            for layer in layers:  # a running mean: batch k weighs 1/k
+                layer.momentum = index / (index + 1)
+            model(inputs[start : start + batch_size], training=True)  # eager: reads momentum
+    finally:
+        for layer, momentum in zip(layers, momentums, strict=True):
+            layer.momentum = momentum
+
+
+def _all_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    """The layer and every layer inside it (nested models, wrapped layers)."""
+    inner = list(getattr(layer, "layers", []))
+    if hasattr(layer, "layer"):  # TimeDistributed and other wrappers
+        inner.append(layer.layer)
+    return [layer] + [nested for child in inner for nested in _all_layers(child)]
+
+
+def _is_trainable_batch_norm(layer: keras.layers.Layer) -> bool:
+    return isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
 
 
 def _head(targets: Any, count: int) -> Any:
@@ -128,11 +171,14 @@ def fit_classifier(
     progress: ProgressReporter | None = None,
     extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
     num_classes: int = 10,
+    digit_sums: bool = False,
 ) -> dict[str, Any]:
     """Train a softmax classifier with integer labels and measure it on the test set.
 
     Validation data is either the last `validation_split` of `train` or `validation_data`.
-    Returns the test loss, accuracy and confusion matrix (rows: true class, columns: predicted).
+    Returns the test loss, accuracy and confusion matrix (rows: true class, columns: predicted);
+    with `digit_sums`, also how well it sums the test set in consecutive groups of ten, as the
+    service's `POST /predict/sum` with a digit model does (`sum_metrics`).
     """
     train_x, train_y = train
     test_x, test_y = test
@@ -150,13 +196,24 @@ def fit_classifier(
         extra_callbacks=extra_callbacks,
     )
     test_loss, test_accuracy = model.evaluate(test_x, test_y, batch_size=1024, verbose=0)
-    predicted = np.argmax(model.predict(test_x, batch_size=1024, verbose=0), axis=1)
-    return {
+    probabilities = model.predict(test_x, batch_size=1024, verbose=0)
+    predicted = np.argmax(probabilities, axis=1)
+    result = {
         "test_loss": float(test_loss),
         "test_accuracy": float(test_accuracy),
         "confusion_matrix": confusion_matrix(test_y, predicted, num_classes).tolist(),
         "epochs_run": len(history.epoch),
     }
+    sequences = len(test_y) // SEQUENCE_LENGTH * SEQUENCE_LENGTH
+    if digit_sums and sequences:
+        shape = (-1, SEQUENCE_LENGTH)
+        metrics = sum_metrics(
+            probabilities[:sequences].reshape(*shape, num_classes),
+            test_y[:sequences].reshape(shape),
+        )
+        del metrics["test_digit_accuracy"]  # test_accuracy says it, over every test image
+        result.update(metrics)
+    return result
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
