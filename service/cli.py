@@ -159,6 +159,7 @@ def predict_sum(client: httpx.Client, args: argparse.Namespace, out: TextIO) -> 
     body = _json(client.post("/predict/sum", files=files, params=params))
     print(f"sum {body['sum']}  digits {' '.join(map(str, body['digits']))}  "
           f"running {' '.join(map(str, body['cumulative']))}  "
+          f"{'(uncertain) ' * body['uncertain']}"
           f"({body['method']}, model {body['model']['id']})", file=out)  # fmt: skip
     return 0
 
@@ -207,7 +208,7 @@ def _parser() -> argparse.ArgumentParser:
     total.set_defaults(command=predict_sum)
     total.add_argument("files", nargs="*")
     total.add_argument("--row", help="one image of a row of 10 digits, instead of 10 files")
-    total.add_argument("--method", choices=["calculator", "digit-model"], default="calculator")
+    total.add_argument("--method", choices=["auto", "calculator", "digit-model"], default="auto")
     total.add_argument("--model", help="model id or alias")
     return parser
 

@@ -57,21 +57,28 @@ async def fail_lost_jobs_forever(store: JobStore, interval: float) -> None:
 def start_serving(app: FastAPI, settings: Settings) -> None:
     """Queue the default models' training if there are none, and load those there are (in a
     thread of its own, so the API answers while a model loads)."""
-    try:
-        if settings.bootstrap_models:
-            queue_missing_models(
-                app.state.model_store,
-                app.state.job_store,
-                app.state.celery,
-                settings.job_queue,
-                settings.bootstrap_overrides,
-            )
-    except (RedisError, ServiceError) as error:
-        logger.warning("Could not check for default models to train: %s", error)
+    queue_default_models(app, settings)
     if settings.preload_models:
         threading.Thread(
             target=_preload, args=(app.state.model_store, app.state.model_cache), daemon=True
         ).start()
+
+
+def queue_default_models(app: FastAPI, settings: Settings) -> None:
+    """Queue the training of missing default models (at start, and after every change of the
+    stored models: the calculator waits for a digit model to start from)."""
+    if not settings.bootstrap_models:
+        return
+    try:
+        queue_missing_models(
+            app.state.model_store,
+            app.state.job_store,
+            app.state.celery,
+            settings.job_queue,
+            settings.bootstrap_overrides,
+        )
+    except (RedisError, ServiceError) as error:
+        logger.warning("Could not check for default models to train: %s", error)
 
 
 def _preload(models: ModelStore, cache: ModelCache) -> None:
@@ -108,7 +115,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         asyncio.create_task(
             fail_lost_jobs_forever(app.state.job_store, settings.heartbeat_seconds)
         ),
-        asyncio.create_task(app.state.model_resolver.follow_changes()),
+        asyncio.create_task(
+            app.state.model_resolver.follow_changes(
+                on_change=lambda: run_in_threadpool(queue_default_models, app, settings)
+            )
+        ),
     ]
     try:
         yield

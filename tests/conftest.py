@@ -88,11 +88,9 @@ def digit_model(stack: ServiceStack, mnist_path: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def calculator_model(stack: ServiceStack, mnist_path: Path) -> dict:
-    """A small calculator with a digit head, trained once for the session; its model record."""
-    job = stack.submit(
-        "calculator", digit_labels=True, epochs=3, train_limit=10000, test_limit=1000, seed=0
-    )
+def calculator_model(stack: ServiceStack, mnist_path: Path, digit_model: dict) -> dict:
+    """A calculator reading digits with the session's digit model; its model record."""
+    job = stack.submit("calculator", digit_model=digit_model["id"], test_limit=2000, seed=0)
     finished = stack.wait_until_finished(job["id"], timeout=300)
     assert finished["status"] == "succeeded", finished["error"]
     return stack.client.get(f"/models/{finished['result']['model_id']}").json()

@@ -18,6 +18,8 @@ def test_params_and_defaults_match_the_training_function(kind):
     signature = inspect.signature(function)
 
     defaults = job_kind.params_model().model_dump()
+    for param, argument in job_kind.model_references:  # a reference becomes a file's path
+        defaults[argument] = defaults.pop(param)
     arguments = set(signature.parameters) - RESOURCE_ARGUMENTS
     assert set(defaults) == arguments
     for name, value in defaults.items():

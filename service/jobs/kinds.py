@@ -33,6 +33,8 @@ class JobKind:
     resources: tuple[str, ...] = ()
     # Whether it saves a model into a `model_dir` it is given, to be registered on success.
     produces_model: bool = False
+    # Params that name a stored model (id, alias or kind) -> the argument that gets its file.
+    model_references: tuple[tuple[str, str], ...] = ()
 
 
 JOB_KINDS: dict[str, JobKind] = {
@@ -87,14 +89,17 @@ JOB_KINDS: dict[str, JobKind] = {
         JobKind(
             name="calculator",
             description=(
-                "The MNIST calculator: reads a sequence of 10 digit images and outputs their "
-                "sum and the running sum at each position (MAE and exact-sum accuracy)."
+                "The MNIST calculator: reads a sequence of 10 digit images and outputs the digit "
+                "read at each position, their sum and running sums (exact arithmetic on the "
+                "digits' probabilities); trained on sums only (as in the course) or with digit "
+                "labels, optionally from a stored digit model."
             ),
             params_model=CalculatorParams,
             entry_point="training.calculator:train_calculator",
             uses_tensorflow=True,
             resources=("mnist_path",),
             produces_model=True,
+            model_references=(("digit_model", "digit_model_path"),),
         ),
     ]
 }

@@ -99,8 +99,9 @@ class MlpParams(MnistParams):
     )
     dropout_rate: float = Field(0.2, ge=0, lt=1, description="Dropout after each hidden layer.")
     l2: float = Field(0.0, ge=0, le=1, description="L2 weight decay on hidden-layer kernels.")
-    optimizer: Literal["sgd", "adam", "adadelta", "rmsprop"] = "sgd"
-    learning_rate: float = Field(0.01, gt=0, le=10)
+    optimizer: Literal["sgd", "adam", "adadelta", "rmsprop"] = "adam"
+    learning_rate: float = Field(0.002, gt=0, le=10)
+    batch_size: int = Field(32, ge=1, le=8192, description="Examples per gradient step.")
 
     @model_validator(mode="after")
     def _one_way_to_give_layers(self) -> Self:
@@ -127,31 +128,50 @@ class CnnParams(MnistParams):
     )
     dense_units: int = Field(128, ge=1, le=MAX_WIDTH)
     dropout_rate: float = Field(0.4, ge=0, lt=1)
-    augment: bool = Field(True, description="Shift training images by up to 2 pixels.")
+    augment: bool = Field(
+        True,
+        description="Distort half the training images before preparing them (slant, rotation, "
+        "aspect, wobble, pen width, low resolution, blur, noise) and shift by up to 2 pixels.",
+    )
     learning_rate: float = Field(
         0.002, gt=0, le=10, description="Adam's initial rate (cosine decay)."
     )
-    epochs: int = Field(8, ge=1, le=MAX_EPOCHS)
+    epochs: int = Field(12, ge=1, le=MAX_EPOCHS)
 
 
 class CalculatorParams(MnistParams):
     """10 MNIST images -> their sum and running sums; test sequences are the test set in
-    consecutive groups of ten."""
+    consecutive groups of ten. Each image is read by a digit classifier (the cnn kind's
+    network, or a stored digit model); the sums are exact arithmetic on its readings."""
 
     digit_labels: bool = Field(
         False,
         description="Also train on each image's digit (auxiliary labels); the course: sums only.",
     )
+    digit_model: str | None = Field(
+        None,
+        max_length=63,
+        description="Read digits with this stored digit model: an id, an alias, or a kind (cnn, "
+        "mlp: its newest model). Kept as it is unless fine_tune: then nothing is trained and "
+        "epochs do not apply. Default: a new classifier with conv_filters and dense_units.",
+    )
+    fine_tune: bool = Field(False, description="With digit_model: train it further.")
     train_sequences: int | None = Field(
         None,
         ge=1,
         le=200_000,
         description="Training sequences to draw; default: as many as the training images make.",
     )
-    encoder_units: int = Field(64, ge=1, le=1024, description="Features per image.")
-    recurrent_units: int = Field(64, ge=1, le=1024, description="Units of the recurrent layer.")
+    conv_filters: list[Annotated[int, Field(ge=1, le=512)]] = Field(
+        [32, 64, 128], min_length=1, max_length=4, description="A new classifier's conv blocks."
+    )
+    dense_units: int = Field(128, ge=1, le=MAX_WIDTH)
+    dropout_rate: float = Field(0.4, ge=0, lt=1)
+    augment: bool = Field(
+        False, description="Distort half the training images and shift them (slows learning)."
+    )
     optimizer: Literal["sgd", "adam", "adadelta", "rmsprop"] = "adam"
-    learning_rate: float = Field(0.001, gt=0, le=10)
+    learning_rate: float = Field(0.003, gt=0, le=10, description="Initial rate (cosine decay).")
     batch_size: int = Field(32, ge=1, le=8192, description="Sequences per gradient step.")
     test_limit: int | None = Field(
         None, ge=10, le=10000, description="Test on only the first N test images (N >= 10)."

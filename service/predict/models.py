@@ -7,7 +7,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ class Task:
 
 
 DIGIT_TASK = Task("digit predictions", ("cnn", "mlp"), preset="cnn")
-SUM_TASK = Task("sums of 10 digits", ("calculator",), preset="calculator")
+SUM_TASK = Task("sums of 10 digits", ("calculator",), preset="calculator-from-cnn")
 
 
 class ModelResolver:
@@ -69,13 +69,14 @@ class ModelResolver:
         self.redis = redis
         self.jobs = jobs
         self._find = redis.register_script(FIND_MODEL_SCRIPT)
-        self._cache: dict[tuple[str, str | None], ModelRecord] = {}
+        # Keyed by the whole task: two tasks may share a name but not the kinds they allow.
+        self._cache: dict[tuple[Task, str | None], ModelRecord] = {}
         self._generation = 0  # bumped by every clearing of the cache
         self._subscribed = False
-        self._last: dict[tuple[str, str | None], ModelRecord] = {}
+        self._last: dict[tuple[Task, str | None], ModelRecord] = {}
 
     async def resolve(self, task: Task, reference: str | None) -> ModelRecord:
-        key = (task.name, reference)
+        key = (task, reference)
         if self._subscribed and key in self._cache:
             return self._cache[key]
         generation = self._generation
@@ -84,7 +85,9 @@ class ModelResolver:
         except RedisError:
             if key not in self._last:
                 raise
-            logger.warning("Redis unreachable; %s keep using model %s.", task.name, key)
+            logger.warning(
+                "Redis unreachable; %s keep using model %s.", task.name, self._last[key].id
+            )
             return self._last[key]
         self._last[key] = record
         # Not if a change arrived while Redis was answering: the answer may predate it.
@@ -97,17 +100,24 @@ class ModelResolver:
         self._generation += 1
         self._cache.clear()
 
-    async def follow_changes(self, retry_seconds: float = 1.0) -> None:
-        """Run for the life of the process: keep the cache only while subscribed."""
+    async def follow_changes(
+        self,
+        retry_seconds: float = 1.0,
+        on_change: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Run for the life of the process: keep the cache only while subscribed; await
+        `on_change` after each change."""
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(MODELS_CHANGED_CHANNEL)
                     self.forget()  # anything may have changed while unsubscribed
                     self._subscribed = True
+                    await _notify(on_change)
                     async for message in pubsub.listen():
                         if message["type"] == "message":
                             self.forget()
+                            await _notify(on_change)
             except RedisError as error:
                 logger.warning("Not following model changes (%s); retrying.", error)
             finally:
@@ -146,6 +156,16 @@ class ModelResolver:
             f"Train one with POST /presets/{task.preset}/submit (or POST /jobs with "
             f'{{"kind": "{kind}"}}), wait for the job to succeed, and try again.'
         )
+
+
+async def _notify(on_change: Callable[[], Awaitable[None]] | None) -> None:
+    """Run `on_change`; its failure is logged, never the end of following changes."""
+    if on_change is None:
+        return
+    try:
+        await on_change()
+    except Exception:
+        logger.exception("Reacting to a change of the stored models failed.")
 
 
 @dataclass(frozen=True)

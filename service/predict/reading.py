@@ -18,7 +18,12 @@ from service.errors import ServiceError
 from service.predict.decode import declared_pixels, decode_upload
 from service.predict.models import LoadedModel
 from service.settings import Settings
-from training.data.sequences import SEQUENCE_LENGTH
+from training.data.sequences import (
+    DOUBTFUL_BELOW,
+    SEQUENCE_LENGTH,
+    SequenceReading,
+    read_sequences,
+)
 from training.digit_images import NoDigitFound, WrongDigitCount, split_row, to_mnist
 
 
@@ -73,11 +78,27 @@ class DigitReading:
 
 @dataclass(frozen=True)
 class SumReading:
-    sum: int
+    """The digits read in a sequence with their probabilities; the sum and running sums are
+    theirs, so an answer never contradicts itself."""
+
     digits: list[int]
-    cumulative: list[int]
+    confidences: list[float] | None  # None: the model gives none (an older calculator)
     raw_sum: float | None
     images: list[np.ndarray]
+
+    @property
+    def sum(self) -> int:
+        return sum(self.digits)
+
+    @property
+    def cumulative(self) -> list[int]:
+        return np.cumsum(self.digits).tolist()
+
+    @property
+    def uncertain(self) -> bool:
+        """Whether a digit was read with less than DOUBTFUL_BELOW probability (always, when the
+        model gives no probabilities)."""
+        return self.confidences is None or min(self.confidences) < DOUBTFUL_BELOW
 
 
 async def read_upload(upload: UploadFile, settings: Settings) -> Upload:
@@ -138,22 +159,28 @@ async def read_digits(model: LoadedModel, images: list[np.ndarray]) -> list[Digi
 
 async def sum_with_digit_model(model: LoadedModel, images: list[np.ndarray]) -> SumReading:
     """Read each digit with a digit model and add them up."""
-    digits = [reading.digit for reading in await read_digits(model, images)]
-    cumulative = np.cumsum(digits).tolist()
-    return SumReading(cumulative[-1], digits, cumulative, None, images)
+    probabilities = np.asarray(await model.batcher.outputs(np.stack(images)))
+    return _sum_reading(read_sequences(probabilities), None, images)
 
 
 async def sum_with_calculator(model: LoadedModel, images: list[np.ndarray]) -> SumReading:
-    """The calculator's sum and running sums. Its digits are its own digit head's, when it was
-    trained with one; otherwise the steps between its rounded running sums."""
+    """The calculator's digits (the most likely at each position) and their sum; `raw_sum` is
+    its own output. Calculators stored before digits were an output of every calculator give
+    the steps between their rounded running sums, with no probabilities."""
     outputs = await model.batcher.outputs(np.stack(images)[np.newaxis])
     raw_sum = float(outputs["sum"].reshape(-1)[0])
-    cumulative = np.rint(outputs["cumulative"][0]).astype(int)
     if "digits" in outputs:
-        digits = np.argmax(outputs["digits"][0], axis=-1)
-    else:
-        digits = np.clip(np.diff(cumulative, prepend=0), 0, 9)
-    return SumReading(round(raw_sum), digits.tolist(), cumulative.tolist(), raw_sum, images)
+        return _sum_reading(read_sequences(outputs["digits"][0]), raw_sum, images)
+    running = np.rint(outputs["cumulative"][0]).astype(int)
+    steps = np.clip(np.diff(running, prepend=0), 0, 9)
+    return SumReading(steps.tolist(), None, raw_sum, images)
+
+
+def _sum_reading(
+    reading: SequenceReading, raw_sum: float | None, images: list[np.ndarray]
+) -> SumReading:
+    confidences = [float(value) for value in reading.confidences]
+    return SumReading(reading.digits.tolist(), confidences, raw_sum, images)
 
 
 def png_base64(image: np.ndarray) -> str:

@@ -16,11 +16,12 @@ from redis import Redis
 from service.jobs.kinds import JOB_KINDS, JobKind
 from service.jobs.schemas import JobRecord, JobStatus
 from service.jobs.store import JobStore
-from service.models.store import ModelStore
+from service.models.store import ModelRecord, ModelStore
 from service.settings import Settings, get_settings
 from training.progress import TrainingCancelled
 
 logger = logging.getLogger(__name__)
+DIGIT_KINDS = ("cnn", "mlp")
 
 
 class StoreReporter:
@@ -82,8 +83,8 @@ def run_job(job_id: str, worker_hostname: str) -> None:
     model_id = uuid.uuid4().hex if kind.produces_model else None
     reporter = StoreReporter(store, job_id)
     try:
-        arguments = _arguments(kind, record, settings, models, model_id)
-        result = _entry_point(kind)(**arguments, progress=reporter)
+        arguments, started_from = _arguments(kind, record, settings, models, model_id)
+        result = {**_entry_point(kind)(**arguments, progress=reporter), **started_from}
     except TrainingCancelled:
         reporter.flush()
         _discard(models, model_id)
@@ -117,13 +118,42 @@ def _arguments(
     settings: Settings,
     models: ModelStore,
     model_id: str | None,
-) -> dict[str, Any]:
-    """The training function's keyword arguments: params, the resources it needs, model_dir."""
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The training function's keyword arguments: params (a stored model's reference replaced
+    by its file), the resources it needs, model_dir; and the ids of the stored models that the
+    references named (`{param}_id`), for the result."""
     available = {"mnist_path": settings.mnist_path, "svhn_dir": settings.svhn_dir}
     arguments = {**record.params, **{name: available[name] for name in kind.resources}}
+    started_from = {}
+    for param, argument in kind.model_references:
+        reference = arguments.pop(param, None)  # absent from jobs queued before it existed
+        arguments[argument] = None
+        if reference:
+            stored = _digit_model(models, reference)
+            arguments[argument] = models.file_path(stored, "keras")
+            started_from[f"{param}_id"] = stored.id
     if model_id is not None:
         arguments["model_dir"] = models.model_dir(model_id)
-    return arguments
+    return arguments, started_from
+
+
+def _digit_model(models: ModelStore, reference: str) -> ModelRecord:
+    """The stored digit model a reference names: an id, an alias, or a kind (its newest)."""
+    if reference in DIGIT_KINDS:
+        record = models.newest(reference)
+        if record is None:
+            raise ValueError(
+                f"No {reference} model is stored yet to start from; train one first (POST "
+                f"/presets/cnn/submit) or name another with digit_model."
+            )
+    else:
+        record = models.find(reference)
+    if record.kind not in DIGIT_KINDS:
+        raise ValueError(
+            f"digit_model {reference!r} is a {record.kind!r} model; a calculator starts from a "
+            f"digit model of kind {' or '.join(DIGIT_KINDS)}."
+        )
+    return record
 
 
 def _discard(models: ModelStore, model_id: str | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Literal
 
 import numpy as np
@@ -11,8 +12,16 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import ModelCacheDep, ModelResolverDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
+from service.errors import ConflictError
 from service.models.store import ModelRecord
-from service.predict.models import DIGIT_TASK, SUM_TASK, LoadedModel, ModelCache
+from service.predict.models import (
+    DIGIT_TASK,
+    SUM_TASK,
+    LoadedModel,
+    ModelCache,
+    ModelResolver,
+    Task,
+)
 from service.predict.reading import (
     SumReading,
     Upload,
@@ -27,6 +36,7 @@ from service.predict.reading import (
     sum_with_digit_model,
 )
 from service.settings import Settings
+from training.data.sequences import DOUBTFUL_BELOW
 
 router = APIRouter(
     prefix="/predict",
@@ -63,14 +73,25 @@ class DigitPredictions(BaseModel):
     predictions: list[DigitPrediction] = Field(description="In upload order.")
 
 
+SumMethod = Literal["calculator", "digit-model"]
+
+
 class SumPrediction(BaseModel):
-    sum: int
+    sum: int = Field(description="The sum of `digits`.")
     digits: list[int] = Field(description="The digit read at each of the 10 positions.")
-    cumulative: list[int] = Field(description="The running sum after each position.")
-    raw_sum: float | None = Field(
-        None, description="The calculator's unrounded output (method=calculator)."
+    cumulative: list[int] = Field(description="The running sums of `digits`.")
+    confidences: list[float] | None = Field(
+        description="The probability of the digit read at each position (null: the model "
+        "gives none)."
     )
-    method: Literal["calculator", "digit-model"]
+    uncertain: bool = Field(
+        description=f"Whether a digit was read with less than {DOUBTFUL_BELOW} probability, so "
+        "the sum may be wrong (always true without confidences)."
+    )
+    raw_sum: float | None = Field(
+        None, description="The calculator's own sum output, unrounded (method=calculator)."
+    )
+    method: SumMethod = Field(description="How the sum was read.")
     model: ModelInfo
     images: list[str] | None = Field(
         None, description="With debug=true: the 10 images the model saw, as base64 PNGs."
@@ -127,18 +148,19 @@ async def predict_sum(
         ),
     ] = None,
     method: Annotated[
-        Literal["calculator", "digit-model"],
+        Literal["auto", "calculator", "digit-model"],
         Query(
-            description="calculator: the MNIST calculator reads the sequence (default); "
-            "digit-model: a digit model reads each image and the digits are added up."
+            description="calculator: the MNIST calculator reads the sequence; digit-model: a "
+            "digit model reads each image and the digits are added up; auto (default): the "
+            "kind of the model named, else the default model whose job got more of the "
+            "course's test sequences exactly right (the calculator on a tie)."
         ),
-    ] = "calculator",
+    ] = "auto",
     model: ModelQuery = None,
     debug: DebugQuery = False,
 ) -> SumPrediction:
     """The sum of 10 handwritten digits, the digit read at each position and the running sums."""
-    task = SUM_TASK if method == "calculator" else DIGIT_TASK
-    record = await resolver.resolve(task, model)
+    record, chosen = await _sum_model(resolver, method, model)
     request.state.model_id = record.id
     loaded = await loaded_model(cache, record)
     with loaded.batcher.arriving():
@@ -149,18 +171,64 @@ async def predict_sum(
         images = await prepare_where_fit(light, prepare_sequence, uploads, row, settings)
     reading: SumReading = await (
         sum_with_calculator(loaded, images)
-        if method == "calculator"
+        if chosen == "calculator"
         else sum_with_digit_model(loaded, images)
     )
     return SumPrediction(
         sum=reading.sum,
         digits=reading.digits,
         cumulative=reading.cumulative,
+        confidences=reading.confidences,
+        uncertain=reading.uncertain,
         raw_sum=reading.raw_sum,
-        method=method,
+        method=chosen,
         model=ModelInfo(id=record.id, kind=record.kind),
         images=[png_base64(image) for image in reading.images] if debug else None,
     )
+
+
+METHOD_TASKS: dict[SumMethod, Task] = {"calculator": SUM_TASK, "digit-model": DIGIT_TASK}
+ANY_SUM_READER = Task(SUM_TASK.name, SUM_TASK.kinds + DIGIT_TASK.kinds, preset=SUM_TASK.preset)
+
+
+async def _sum_model(
+    resolver: ModelResolver, method: str, reference: str | None
+) -> tuple[ModelRecord, SumMethod]:
+    """The model that reads a sum, and how: the method asked for; else the method of the
+    model named; else the more accurate default model (`_more_accurate`). With neither
+    default model stored, the digit model's 409, which names the job training it."""
+    if method != "auto":
+        return await resolver.resolve(METHOD_TASKS[method], reference), method
+    if reference:
+        record = await resolver.resolve(ANY_SUM_READER, reference)
+        return record, "calculator" if record.kind in SUM_TASK.kinds else "digit-model"
+    found: dict[SumMethod, ModelRecord] = {}
+    for name, task in METHOD_TASKS.items():
+        with contextlib.suppress(ConflictError):
+            found[name] = await resolver.resolve(task, None)
+    if not found:
+        await resolver.resolve(DIGIT_TASK, None)  # raises the digit model's ConflictError
+    return _more_accurate(found)
+
+
+def _more_accurate(found: dict[SumMethod, ModelRecord]) -> tuple[ModelRecord, SumMethod]:
+    """The calculator when its job measured more exact sums than the digit model's job on the
+    same test sequences (or as many); else the digit model. Only figures that measure what the
+    service answers (`sum_metrics`: both carry `test_all_cumulative_exact`) over the same
+    number of sequences are compared; models stored before that, or tested on fewer
+    sequences, are not comparable, and then the digit model answers, when there is one."""
+    if len(found) == 1:
+        ((method, record),) = found.items()
+        return record, method
+    calculator, digit_model = found["calculator"].metrics, found["digit-model"].metrics
+    comparable = all("test_all_cumulative_exact" in m for m in (calculator, digit_model)) and (
+        calculator.get("test_sequences") == digit_model.get("test_sequences")
+    )
+    if comparable and (
+        calculator["test_exact_sum_accuracy"] >= digit_model["test_exact_sum_accuracy"]
+    ):
+        return found["calculator"], "calculator"
+    return found["digit-model"], "digit-model"
 
 
 def _prepare_digits(uploads: list[Upload], settings: Settings) -> list[np.ndarray]:

@@ -54,8 +54,10 @@ class PredictRequest(BaseModel):
 
 class PredictResponse(BaseModel):
     predictions: list[Any] = Field(
-        description="Per instance: digit models, 10 probabilities; calculators, an object "
-        "with `sum`, `cumulative` and (with a digit head) `digits`."
+        description="Per instance: digit models, 10 probabilities; calculators, the model's "
+        "outputs: `digits` (10x10 probabilities), `cumulative` and `sum` (expected running "
+        "sums and total) and `sum_distribution` (the probability of each total 0..90); "
+        "calculators stored before those outputs existed give `sum` and `cumulative`."
     )
     model: ModelInfo = Field(description="The model that answered (beyond TF Serving's format).")
 

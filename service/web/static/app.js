@@ -118,13 +118,15 @@ async function readSum(files, field) {
   showError($("sum-error"), null);
   try {
     const method = $("sum-method").value;
-    const model = modelQuery(method === "calculator" ? "calculator" : "model");
+    const model = modelQuery(method === "digit-model" ? "model" : "calculator");
     const answer = await post(`/predict/sum?debug=true&method=${method}${model}`, form);
     $("sum-answer").textContent = answer.sum;
+    $("sum-doubt").hidden = !answer.uncertain;
     const cells = (row, values, make) => $(row).replaceChildren($(row).firstElementChild,
       ...values.map((value) => { const cell = document.createElement("td"); make(cell, value); return cell; }));
     cells("sum-digits", answer.digits, (cell, value) => { cell.textContent = value; });
     cells("sum-running", answer.cumulative, (cell, value) => { cell.textContent = value; });
+    cells("sum-confidence", answer.confidences || [], (cell, value) => { cell.textContent = `${Math.round(100 * value)}%`; });
     cells("sum-images", answer.images || [], (cell, value) => {
       const image = document.createElement("img"); image.src = png(value); image.alt = "digit seen"; cell.append(image);
     });
