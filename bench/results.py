@@ -20,8 +20,10 @@ def write_results(name: str, figures: dict[str, Any], seed: int | None) -> Path:
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=repo
     ).stdout.strip()
+    # Changes to code, not to the prose that cites results.
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+         ":!docs", ":!README.md", ":!bench/results"],
         capture_output=True, text=True, cwd=repo,
     ).stdout.strip()  # fmt: skip
     record = {
