@@ -1,10 +1,11 @@
 """MNIST as the service serves it: every image prepared by `to_mnist`, as uploads are.
 
 A model trained on raw MNIST sees something else at serving time: an upload, even one that
-is an MNIST digit, goes through `to_mnist` first, which re-thresholds, re-centres and re-draws
-its strokes (worth about 0.8 points of accuracy on uploaded MNIST test digits). Models learn
-from, and are tested on, the prepared images instead; training images may be distorted first
-(`training.augmentation`) to cover what real uploads add.
+is an MNIST digit, goes through `to_mnist` first (a cnn that read 99.43% of raw test digits
+read 98.6% of the same digits uploaded, with an earlier preparation). Models learn from, and
+are tested on, the prepared images instead, so a job's test metrics are what the service
+answers; training images may be distorted first (`training.augmentation`) to cover what real
+uploads add.
 """
 
 from __future__ import annotations

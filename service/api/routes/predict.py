@@ -206,8 +206,8 @@ async def _sum_model(
     for name, task in METHOD_TASKS.items():
         with contextlib.suppress(ConflictError):
             found[name] = await resolver.resolve(task, None)
-    if not found:
-        await resolver.resolve(DIGIT_TASK, None)  # raises the digit model's ConflictError
+    if not found:  # the digit model's 409 names the job training it (unless one just came)
+        found["digit-model"] = await resolver.resolve(DIGIT_TASK, None)
     return _more_accurate(found)
 
 
