@@ -139,11 +139,14 @@ def test_calculator_job_stores_a_model_that_reloads_in_both_formats(stack, mnist
 
 
 def test_a_digit_model_reference_must_name_a_digit_model(stack, calculator_model):
-    job = stack.submit("calculator", digit_model=calculator_model["id"], test_limit=10)
-    finished = stack.wait_until_finished(job["id"], timeout=60)
-    assert finished["status"] == "failed"
-    assert "a calculator starts from a digit model of kind cnn or mlp" in finished["error"]
-    missing = stack.submit("calculator", digit_model="no-such-alias", test_limit=10)
-    finished = stack.wait_until_finished(missing["id"], timeout=60)
-    assert finished["status"] == "failed"
-    assert "No model or alias named 'no-such-alias'" in finished["error"]
+    """Refused at submission (422) when the reference names no model or another kind."""
+    for reference, words in (
+        (calculator_model["id"], "a calculator starts from a digit model of kind cnn or mlp"),
+        ("no-such-alias", "No model or alias named 'no-such-alias'"),
+    ):
+        response = stack.client.post(
+            "/jobs", json={"kind": "calculator", "params": {"digit_model": reference}}
+        )
+        assert response.status_code == 422, response.text
+        assert words in response.json()["detail"]
+        assert response.json()["errors"][0]["loc"] == ["body", "params", "digit_model"]

@@ -6,23 +6,46 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from service.errors import UnavailableError
-from service.jobs.kinds import get_kind, validate_params
+from service.errors import NotFoundError, UnavailableError
+from service.jobs.kinds import InvalidJobError, JobKind, get_kind, validate_params
 from service.jobs.schemas import JobRecord, JobSubmission
 from service.jobs.store import JobStore
+from service.models.store import ModelStore
 from service.worker.celery_app import RUN_JOB_TASK
 
 logger = logging.getLogger(__name__)
 
 
 def submit_job(
-    store: JobStore, celery_app: Celery, queue: str, submission: JobSubmission
+    store: JobStore,
+    celery_app: Celery,
+    queue: str,
+    submission: JobSubmission,
+    models: ModelStore | None = None,
 ) -> JobRecord:
-    """Validate the submission, store it as queued, and send it to the workers' queue."""
+    """Validate the submission (with `models`, also that the stored models its params name
+    exist and fit), store it as queued, and send it to the workers' queue."""
     kind = get_kind(submission.kind)
-    return enqueue_job(
-        store, celery_app, queue, kind.name, validate_params(kind, submission.params)
-    )
+    params = validate_params(kind, submission.params)
+    if models is not None:
+        check_model_references(kind, params, models)
+    return enqueue_job(store, celery_app, queue, kind.name, params)
+
+
+def check_model_references(kind: JobKind, params: dict[str, Any], models: ModelStore) -> None:
+    """`InvalidJobError` when a param names a stored model that is missing or of a kind that
+    cannot serve (the worker looks it up again when the job starts: it may change meanwhile)."""
+    for param, _ in kind.model_references:
+        if not params.get(param):
+            continue
+        try:
+            models.digit_model(params[param])
+        except (ValueError, NotFoundError) as error:
+            location = ["body", "params", param]
+            raise InvalidJobError(
+                f"Invalid parameters for job kind {kind.name!r}: {param}: {error}",
+                [{"loc": location, "msg": str(error), "type": "model_reference"}],
+            ) from None
 
 
 def enqueue_job(

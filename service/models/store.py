@@ -125,6 +125,26 @@ class ModelStore:
         """The model a reference (id or alias) names, in one round trip, without its aliases."""
         return found_model(self._find(args=find_by_reference(reference)), reference)
 
+    def digit_model(self, reference: str) -> ModelRecord:
+        """The stored digit model a reference names: an id, an alias, or a kind (its newest).
+        `ValueError` saying what is wrong when there is none of that kind or it is another
+        kind; `NotFoundError` for an unknown id or alias."""
+        if reference in DIGIT_KINDS:
+            record = self.newest(reference)
+            if record is None:
+                raise ValueError(
+                    f"No {reference} model is stored yet to start from; train one first (POST "
+                    f"/presets/{reference}/submit) or name another with digit_model."
+                )
+        else:
+            record = self.find(reference)
+        if record.kind not in DIGIT_KINDS:
+            raise ValueError(
+                f"digit_model {reference!r} is a {record.kind!r} model; a calculator starts "
+                f"from a digit model of kind {' or '.join(DIGIT_KINDS)}."
+            )
+        return record
+
     def newest(self, kind: str) -> ModelRecord | None:
         """The newest model of `kind` (without its aliases), in one round trip."""
         raw = self._find(args=find_newest(kind))
@@ -192,6 +212,9 @@ class ModelStore:
                 f"(formats recorded: {sorted(record.files)})."
             )
         return path
+
+
+DIGIT_KINDS = ("cnn", "mlp")  # kinds whose models read one digit (10 probabilities)
 
 
 def find_by_reference(reference: str) -> list[str]:

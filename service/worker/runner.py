@@ -16,12 +16,11 @@ from redis import Redis
 from service.jobs.kinds import JOB_KINDS, JobKind
 from service.jobs.schemas import JobRecord, JobStatus
 from service.jobs.store import JobStore
-from service.models.store import ModelRecord, ModelStore
+from service.models.store import ModelStore
 from service.settings import Settings, get_settings
 from training.progress import TrainingCancelled
 
 logger = logging.getLogger(__name__)
-DIGIT_KINDS = ("cnn", "mlp")
 
 
 class StoreReporter:
@@ -129,31 +128,12 @@ def _arguments(
         reference = arguments.pop(param, None)  # absent from jobs queued before it existed
         arguments[argument] = None
         if reference:
-            stored = _digit_model(models, reference)
+            stored = models.digit_model(reference)
             arguments[argument] = models.file_path(stored, "keras")
             started_from[f"{param}_id"] = stored.id
     if model_id is not None:
         arguments["model_dir"] = models.model_dir(model_id)
     return arguments, started_from
-
-
-def _digit_model(models: ModelStore, reference: str) -> ModelRecord:
-    """The stored digit model a reference names: an id, an alias, or a kind (its newest)."""
-    if reference in DIGIT_KINDS:
-        record = models.newest(reference)
-        if record is None:
-            raise ValueError(
-                f"No {reference} model is stored yet to start from; train one first (POST "
-                f"/presets/cnn/submit) or name another with digit_model."
-            )
-    else:
-        record = models.find(reference)
-    if record.kind not in DIGIT_KINDS:
-        raise ValueError(
-            f"digit_model {reference!r} is a {record.kind!r} model; a calculator starts from a "
-            f"digit model of kind {' or '.join(DIGIT_KINDS)}."
-        )
-    return record
 
 
 def _discard(models: ModelStore, model_id: str | None) -> None:

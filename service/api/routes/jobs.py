@@ -4,7 +4,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from service.api.deps import CeleryDep, JobStoreDep, Limit, Offset, SettingsDep, WriteAccess
+from service.api.deps import (
+    CeleryDep,
+    JobStoreDep,
+    Limit,
+    ModelStoreDep,
+    Offset,
+    SettingsDep,
+    WriteAccess,
+)
 from service.api.errors import ERROR_RESPONSES
 from service.jobs.kinds import JOB_KINDS, get_kind
 from service.jobs.queue import submit_job
@@ -25,9 +33,10 @@ def create_job(
     store: JobStoreDep,
     celery: CeleryDep,
     settings: SettingsDep,
+    models: ModelStoreDep,
 ) -> JobRecord:
     """Validate a job's parameters, store it and queue it for a worker."""
-    record = submit_job(store, celery, settings.job_queue, submission)
+    record = submit_job(store, celery, settings.job_queue, submission, models)
     response.headers["Location"] = f"/jobs/{record.id}"
     return record
 

@@ -2,7 +2,14 @@
 
 from fastapi import APIRouter, Response, status
 
-from service.api.deps import CeleryDep, JobStoreDep, SettingsDep, SweepStoreDep, WriteAccess
+from service.api.deps import (
+    CeleryDep,
+    JobStoreDep,
+    ModelStoreDep,
+    SettingsDep,
+    SweepStoreDep,
+    WriteAccess,
+)
 from service.api.errors import ERROR_RESPONSES
 from service.errors import NotFoundError
 from service.jobs.queue import submit_job
@@ -33,6 +40,7 @@ def submit_preset(
     sweeps: SweepStoreDep,
     celery: CeleryDep,
     settings: SettingsDep,
+    models: ModelStoreDep,
 ) -> JobRecord | SweepRecord:
     """Submit a preset as it stands: a job, or a sweep of jobs."""
     preset = PRESETS.get(name)
@@ -44,6 +52,7 @@ def submit_preset(
         )
         response.headers["Location"] = f"/sweeps/{record.id}"
         return summarize(record, jobs)
-    job = submit_job(jobs, celery, settings.job_queue, JobSubmission.model_validate(preset.body))
+    submission = JobSubmission.model_validate(preset.body)
+    job = submit_job(jobs, celery, settings.job_queue, submission, models)
     response.headers["Location"] = f"/jobs/{job.id}"
     return job
