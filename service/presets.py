@@ -15,6 +15,10 @@ class Preset(BaseModel):
     body: dict[str, Any]
 
 
+# The course trained its MLPs with plain SGD (the mlp kind's defaults are Adam, for short runs).
+COURSE_SGD = {"optimizer": "sgd", "learning_rate": 0.01, "batch_size": 128}
+
+
 def _job(kind: str, **params: Any) -> dict[str, Any]:
     return {"kind": kind, "params": params}
 
@@ -28,15 +32,7 @@ PRESETS: dict[str, Preset] = {
             "10 epochs): the course's six curves.",
             submit_to="/sweeps",
             body={
-                "base": _job(
-                    "mlp",
-                    width=512,
-                    dropout_rate=0.2,
-                    optimizer="sgd",
-                    learning_rate=0.01,
-                    batch_size=128,
-                    epochs=10,
-                ),
+                "base": _job("mlp", width=512, dropout_rate=0.2, epochs=10, **COURSE_SGD),
                 "grid": {"depth": [1, 2, 3], "activation": ["sigmoid", "relu"]},
                 "replicates": 1,
             },
@@ -47,15 +43,7 @@ PRESETS: dict[str, Preset] = {
             "or LeCun's tanh (SGD, lr 0.01, 3 epochs), with per-layer gradient statistics.",
             submit_to="/sweeps",
             body={
-                "base": _job(
-                    "mlp",
-                    width=32,
-                    dropout_rate=0.0,
-                    optimizer="sgd",
-                    learning_rate=0.01,
-                    batch_size=128,
-                    epochs=3,
-                ),
+                "base": _job("mlp", width=32, dropout_rate=0.0, epochs=3, **COURSE_SGD),
                 "grid": {"depth": [5, 20, 40], "activation": ["relu", "tanh", "sigmoid", "lecun"]},
                 "replicates": 1,
             },
@@ -67,13 +55,7 @@ PRESETS: dict[str, Preset] = {
             submit_to="/sweeps",
             body={
                 "base": _job(
-                    "mlp",
-                    hidden_units=[500, 300],
-                    dropout_rate=0.0,
-                    optimizer="sgd",
-                    learning_rate=0.01,
-                    batch_size=128,
-                    epochs=40,
+                    "mlp", hidden_units=[500, 300], dropout_rate=0.0, epochs=40, **COURSE_SGD
                 ),
                 "grid": {"l2": L2_FACTORS},
                 "replicates": 3,
@@ -83,22 +65,13 @@ PRESETS: dict[str, Preset] = {
             name="mlp-64-64",
             description="A 64-64 MLP trained with SGD at learning rate 0.1.",
             submit_to="/jobs",
-            body=_job(
-                "mlp", hidden_units=[64, 64], optimizer="sgd", learning_rate=0.1, batch_size=128
-            ),
+            body=_job("mlp", hidden_units=[64, 64], **(COURSE_SGD | {"learning_rate": 0.1})),
         ),
         Preset(
             name="mlp-500-300",
             description="The 500-300 MLP trained for 40 epochs.",
             submit_to="/jobs",
-            body=_job(
-                "mlp",
-                hidden_units=[500, 300],
-                optimizer="sgd",
-                learning_rate=0.01,
-                batch_size=128,
-                epochs=40,
-            ),
+            body=_job("mlp", hidden_units=[500, 300], epochs=40, **COURSE_SGD),
         ),
         Preset(
             name="cnn",

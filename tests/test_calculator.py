@@ -55,18 +55,27 @@ def test_sums_are_exact_arithmetic_on_the_digit_probabilities():
         np.testing.assert_allclose(distribution, reference, atol=1e-7)
 
 
-def test_readings_never_contradict_themselves():
+def test_a_reading_is_the_most_likely_digit_at_each_position():
     rng = np.random.default_rng(1)
     probabilities = rng.dirichlet(np.ones(10), size=(50, 10))
     reading = read_sequences(probabilities)
     np.testing.assert_array_equal(reading.digits, probabilities.argmax(axis=-1))
-    np.testing.assert_array_equal(reading.sums, reading.digits.sum(axis=-1))
-    np.testing.assert_array_equal(reading.cumulative, np.cumsum(reading.digits, axis=-1))
-    np.testing.assert_array_equal(
-        reading.uncertain(0.5), probabilities.max(axis=-1).min(axis=-1) < 0.5
-    )
-    metrics = sum_metrics(probabilities, reading.digits)  # read as the truth: all exact
-    assert metrics["test_exact_sum_accuracy"] == metrics["test_all_cumulative_exact"] == 1.0
+    np.testing.assert_array_equal(reading.confidences, probabilities.max(axis=-1))
+
+
+def test_sum_metrics_count_what_a_misread_digit_costs():
+    """Two sequences of ten 1s, truth; the second read with its 4th digit as a 7 (off by 6)."""
+    truth = np.ones((2, 10), int)
+    read = truth.copy()
+    read[1, 3] = 7
+    metrics = sum_metrics(np.eye(10)[read], truth)
+    assert metrics["test_digit_accuracy"] == 19 / 20
+    assert metrics["test_sum_mae"] == 6 / 2
+    assert metrics["test_exact_sum_accuracy"] == 1 / 2
+    # Running sums 4..10 of the second sequence are off by 6: 7 of 20 positions.
+    assert metrics["test_cumulative_mae"] == 7 * 6 / 20
+    assert metrics["test_exact_cumulative_accuracy"] == 13 / 20
+    assert metrics["test_all_cumulative_exact"] == 1 / 2
 
 
 def test_from_sums_alone_only_the_digit_classifier_learns(mnist_path, tmp_path):

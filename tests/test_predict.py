@@ -4,11 +4,14 @@ import base64
 import io
 import struct
 import zlib
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from service.api.routes.predict import _more_accurate
+from service.models.store import ModelRecord
 from tests.conftest import FAULTS_DB, UPLOAD_LIMIT_BYTES
 from tests.photo_like import encode, photo_of_digit
 from tests.stack import ServiceStack
@@ -180,3 +183,37 @@ def _png_header_claiming(width: int, height: int) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
     )
+
+
+def _record(kind: str, **metrics: float) -> ModelRecord:
+    return ModelRecord(id=kind * 4, kind=kind, job_id="j", params={}, metrics=metrics, files={},
+                       created_at=datetime.now(UTC))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("calculator", "digit_model", "expected"),
+    [
+        ({"exact": 0.95}, {"exact": 0.95}, "calculator"),  # a tie: the calculator
+        ({"exact": 0.96}, {"exact": 0.95}, "calculator"),
+        ({"exact": 0.94}, {"exact": 0.95}, "digit-model"),
+        ({"exact": 0.99, "sequences": 200}, {"exact": 0.95}, "digit-model"),  # fewer sequences
+        ({"exact": 0.99, "old": True}, {"exact": 0.95}, "digit-model"),  # measured another way
+    ],
+)
+def test_auto_sums_compare_only_comparable_measurements(calculator, digit_model, expected):
+    def metrics(spec: dict) -> dict:
+        values = {"test_exact_sum_accuracy": spec["exact"],
+                  "test_sequences": spec.get("sequences", 1000)}  # fmt: skip
+        if not spec.get("old"):
+            values["test_all_cumulative_exact"] = spec["exact"]
+        return values
+
+    found = {
+        "calculator": _record("calculator", **metrics(calculator)),
+        "digit-model": _record("cnn", **metrics(digit_model)),
+    }
+    record, method = _more_accurate(found)
+    assert method == expected
+    assert record is found[expected]
+    only = {"calculator": found["calculator"]}
+    assert _more_accurate(only) == (found["calculator"], "calculator")

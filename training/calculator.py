@@ -179,15 +179,14 @@ def train_calculator(
     if len(test_images.labels) < SEQUENCE_LENGTH:
         raise ValueError(f"test_limit must leave at least {SEQUENCE_LENGTH} test images.")
     test = consecutive_sequences(test_images)
+    digit_model = None
     if digit_model_path is not None:
         # The stored model may use the course's activations (an mlp with LeCun's tanh).
         from training import activations  # noqa: F401  registers custom objects
 
         digit_model = keras.saving.load_model(digit_model_path, safe_mode=True)
         digit_model.trainable = fine_tune
-    else:
-        digit_model = build_mnist_cnn(conv_filters, dense_units, dropout_rate, augment)
-    model = build_calculator(digit_model)
+    model = build_calculator(digit_model, conv_filters, dense_units, dropout_rate, augment)
     result: dict[str, Any] = {"epochs_run": 0, "train_sequences": 0}
     if trains:
         count = train_sequences or max(1, len(train_images.labels) // SEQUENCE_LENGTH)

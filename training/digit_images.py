@@ -19,11 +19,10 @@ MNIST_SIZE = 28
 DIGIT_BOX = 20
 WORK_SIZE = 2000  # photos are downscaled to this many pixels on their long side first
 SMALL_INPUT = 56  # inputs shorter than this are enlarged (in whole steps) before thresholding
-# Median stroke width of MNIST's training digits (pixels above 127, by `stroke_width`, on the
-# first 2,000 images): 2.39 px, with 10% below 1.76 and 10% above 3.45. A digit's strokes are
+# Stroke widths of MNIST's training digits (pixels above 127, by `stroke_width`, on the first
+# 2,000 images): median 2.39 px, 10% below 1.76 and 10% above 3.45. A digit's strokes are
 # brought into that range (to its nearer end), so that a digit already in it, like MNIST's own,
 # keeps its strokes as they are.
-MNIST_STROKE_WIDTH = 2.39
 MNIST_STROKE_RANGE = (1.76, 3.45)
 MIN_CONTRAST = 0.12  # ink differs from the paper by at least this fraction of its brightness
 LOW, HIGH = 0.2, 0.5  # hysteresis thresholds, as fractions of the strongest ink

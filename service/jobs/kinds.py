@@ -33,7 +33,8 @@ class JobKind:
     resources: tuple[str, ...] = ()
     # Whether it saves a model into a `model_dir` it is given, to be registered on success.
     produces_model: bool = False
-    # Params that name a stored model (id, alias or kind) -> the argument that gets its file.
+    # Params that name a stored digit model (id, alias or kind: ModelStore.digit_model) -> the
+    # argument that gets its file.
     model_references: tuple[tuple[str, str], ...] = ()
 
 

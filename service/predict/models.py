@@ -21,6 +21,7 @@ from service.errors import ConflictError, ServiceError
 from service.jobs.schemas import JobStatus
 from service.jobs.store import JobStore
 from service.models.store import (
+    DIGIT_KINDS,
     FIND_MODEL_SCRIPT,
     MODELS_CHANGED_CHANNEL,
     ModelRecord,
@@ -49,7 +50,7 @@ class Task:
     preset: str
 
 
-DIGIT_TASK = Task("digit predictions", ("cnn", "mlp"), preset="cnn")
+DIGIT_TASK = Task("digit predictions", DIGIT_KINDS, preset="cnn")
 SUM_TASK = Task("sums of 10 digits", ("calculator",), preset="calculator-from-cnn")
 
 

@@ -67,10 +67,6 @@ class SequenceReading:
     def sums(self) -> np.ndarray:
         return self.digits.sum(axis=-1)
 
-    def uncertain(self, threshold: float) -> np.ndarray:
-        """Per sequence: whether any digit was read with less than `threshold` probability."""
-        return self.confidences.min(axis=-1) < threshold
-
 
 def read_sequences(probabilities: np.ndarray) -> SequenceReading:
     """(..., 10 positions, 10 digits) probabilities -> the reading of each sequence."""

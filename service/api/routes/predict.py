@@ -152,8 +152,8 @@ async def predict_sum(
         Query(
             description="calculator: the MNIST calculator reads the sequence; digit-model: a "
             "digit model reads each image and the digits are added up; auto (default): the "
-            "kind of the model named, else the default model whose job got more of the "
-            "course's test sequences exactly right (the calculator on a tie)."
+            "kind of the model named, else the default model whose job measured more exact "
+            "sums of the course's test sequences (the calculator on a tie)."
         ),
     ] = "auto",
     model: ModelQuery = None,
