@@ -1,5 +1,8 @@
 """`make run`: make sure Redis answers, then run a Celery worker and the API in the foreground.
 
+Where no Redis answers at `REDIS_URL` (on this machine), one is started for the session,
+append-only with its data in `ARTIFACTS_DIR/redis` (`service/redis_server.py` picks it).
+
 Ctrl-C (SIGINT) or SIGTERM stops everything this started, the API first, and leaves no stray
 process: each child runs in its own process group, which is terminated as a whole (a Celery
 worker's pool children included), and killed if it has not exited after a grace period.
@@ -11,7 +14,6 @@ import contextlib
 import ctypes
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,15 +22,19 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
 
-from redis import Redis
-from redis.exceptions import RedisError
-
+from service.redis_server import (
+    ServerNotFound,
+    find_server,
+    is_local,
+    redis_answers,
+    server_command,
+    wait_until_answers,
+)
 from service.settings import Settings, get_settings
 
 logger = logging.getLogger("launcher")
 
 SHUTDOWN_GRACE_SECONDS = 10
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _PR_SET_PDEATHSIG = 1
 
 
@@ -36,41 +42,31 @@ class LaunchError(RuntimeError):
     """Something `make run` needs is missing; the message says how to get it."""
 
 
-def redis_answers(url: str) -> bool:
-    try:
-        return bool(Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
-    except (RedisError, OSError):
-        return False
-
-
-def start_redis_if_needed(settings: Settings) -> subprocess.Popen | None:
-    """Return None if Redis answers; else start a local redis-server for this session."""
+def start_redis_if_needed(settings: Settings) -> tuple[str, subprocess.Popen] | None:
+    """Return None if Redis answers; else start a local server for this session (redis-server
+    if installed, else the embedded valkey-server) and return its name and process."""
     if redis_answers(settings.redis_url):
         return None
+    url = _redacted(settings.redis_url)
     parts = urlsplit(settings.redis_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 6379
-    server = shutil.which("redis-server")
-    if host not in LOCAL_HOSTS or server is None:
-        how = (
-            "install it (Debian/Ubuntu: `sudo apt-get install redis-server`) and run `make run` "
-            "again"
-            if server is None
-            else "start it, or point REDIS_URL at a Redis that runs"
+    if not is_local(host):
+        raise LaunchError(
+            f"No Redis answers at {url}: start it, or point REDIS_URL at one that runs."
         )
-        raise LaunchError(f"No Redis answers at {_redacted(settings.redis_url)}: {how}.")
+    try:
+        server = find_server()
+    except ServerNotFound as error:
+        raise LaunchError(f"No Redis answers at {url}, and {error}.") from None
+    name = Path(server).name
     data_dir = (settings.artifacts_dir / "redis").resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    logger.info("No Redis at %s:%s; starting redis-server (data in %s).", host, port, data_dir)
-    command = [server, "--bind", host, "--port", str(port), "--dir", str(data_dir),
-               "--appendonly", "yes", "--save", ""]  # fmt: skip
-    process = _spawn(command)
-    deadline = time.monotonic() + 10
-    while not redis_answers(settings.redis_url):
-        if process.poll() is not None or time.monotonic() > deadline:
-            _stop(process, "redis-server")
-            raise LaunchError(f"redis-server did not start on {host}:{port}; see its log above.")
-        time.sleep(0.1)
-    return process
+    logger.info("No Redis at %s:%s; starting %s (data in %s).", host, port, name, data_dir)
+    process = _spawn(server_command(server, host, port, data_dir))
+    if not wait_until_answers(process, settings.redis_url):
+        _stop(process, name)
+        raise LaunchError(f"{name} did not start on {host}:{port}; see its log above.")
+    return name, process
 
 
 def worker_command(settings: Settings) -> list[str]:
@@ -102,7 +98,7 @@ def run(settings: Settings) -> int:
     try:
         redis_server = start_redis_if_needed(settings)
         if redis_server is not None:
-            children.append(("redis-server", redis_server))
+            children.append(redis_server)
         children.append(("worker", _spawn(worker_command(settings))))
         children.append(("api", _spawn(api_command())))
         logger.info(

@@ -1,7 +1,10 @@
-"""`make run` end to end: it serves jobs, and SIGINT or SIGTERM leaves no process behind."""
+"""`make run` end to end: it serves jobs, starts a Redis where none answers (even on a machine
+with Python and nothing else), and SIGINT or SIGTERM leaves no process behind."""
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -11,10 +14,12 @@ import httpx
 import pytest
 from redis import Redis
 
+from service.redis_server import find_server
 from tests.conftest import LAUNCHER_DB
 from tests.stack import HEARTBEAT_SECONDS, REPO_ROOT, free_port, redis_url, wait_for
 
 pytestmark = pytest.mark.slow
+MAKE = shutil.which("make") or "make"  # found here: some tests give make run a bare PATH
 
 
 def processes_with_marker(marker: str) -> list[int]:
@@ -29,11 +34,14 @@ def processes_with_marker(marker: str) -> list[int]:
     return [pid for pid in pids if pid != os.getpid()]
 
 
-def start_make_run(tmp_path: Path, redis: str) -> tuple[subprocess.Popen, str, str]:
+def start_make_run(
+    tmp_path: Path, redis: str, **environment: str
+) -> tuple[subprocess.Popen, str, str]:
     marker = f"MAKE_RUN_TEST_MARKER={uuid.uuid4().hex}"
     port = free_port()
     env = {
         **os.environ,
+        **environment,
         "REDIS_URL": redis,
         "PORT": str(port),
         "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
@@ -44,7 +52,7 @@ def start_make_run(tmp_path: Path, redis: str) -> tuple[subprocess.Popen, str, s
     }
     log = (tmp_path / "make-run.log").open("wb")
     make = subprocess.Popen(
-        ["make", "run"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [MAKE, "run"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,  # its own foreground group, as in a terminal
     )  # fmt: skip
     return make, f"http://127.0.0.1:{port}", marker
@@ -99,10 +107,31 @@ def test_sigterm_to_make_stops_the_api_the_worker_and_the_redis_it_started(tmp_p
     log = tmp_path / "make-run.log"
     try:
         serve_one_job(base_url, log)
-        assert "starting redis-server" in log.read_text()
+        assert f"starting {Path(find_server()).name}" in log.read_text()
     finally:
         os.kill(make.pid, signal.SIGTERM)  # to make alone, not its group
         assert_everything_stops(make, marker, log)
+
+
+def test_on_a_machine_with_python_alone_make_run_starts_the_embedded_redis(tmp_path):
+    # PATH holds the venv's programs and nothing else: no redis-server, as on a bare machine.
+    bare_path = str(Path(sys.executable).parent)
+    assert shutil.which("redis-server", path=bare_path) is None
+    redis_port = free_port()
+    make, base_url, marker = start_make_run(
+        tmp_path, f"redis://127.0.0.1:{redis_port}/0", PATH=bare_path, REDIS_SERVER="auto"
+    )
+    log = tmp_path / "make-run.log"
+    try:
+        serve_one_job(base_url, log)
+        assert "starting valkey-server" in log.read_text()
+    finally:
+        os.killpg(make.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        assert_everything_stops(make, marker, log)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", redis_port), timeout=2).close()
+    # The data stays for the next `make run`, append-only, under ARTIFACTS_DIR.
+    assert list((tmp_path / "artifacts/redis/appendonlydir").glob("*.aof"))
 
 
 def test_ctrl_c_stops_everything_and_leaves_an_existing_redis_alone(tmp_path):
@@ -120,11 +149,11 @@ def test_ctrl_c_stops_everything_and_leaves_an_existing_redis_alone(tmp_path):
         redis.close()
 
 
-def test_missing_redis_server_is_explained_in_one_line(tmp_path):
+def test_a_server_that_cannot_be_found_is_explained_in_one_line(tmp_path):
     env = {
         **os.environ,
         "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-        "PATH": str(tmp_path),  # no redis-server on it
+        "REDIS_SERVER": str(tmp_path / "no-such-server"),
         "ARTIFACTS_DIR": str(tmp_path / "artifacts"),
     }
     completed = subprocess.run(
@@ -133,5 +162,5 @@ def test_missing_redis_server_is_explained_in_one_line(tmp_path):
     )  # fmt: skip
     assert completed.returncode == 1
     message = completed.stderr.strip().splitlines()[-1]
-    assert "No Redis answers" in message
-    assert "apt-get install redis-server" in message
+    assert message.startswith("No Redis answers at redis://127.0.0.1:")
+    assert "REDIS_SERVER=" in message and "no-such-server" in message and "embedded" in message
