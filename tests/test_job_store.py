@@ -113,3 +113,46 @@ def test_a_late_heartbeat_cannot_revive_a_finished_job(store):
     store.finish(job.id, JobStatus.SUCCEEDED, result={})
     store.heartbeat(job.id)
     assert not store.redis.exists(f"job:{job.id}:heartbeat")
+
+
+def test_deleting_a_finished_job_removes_every_key_and_index_entry(store):
+    kept = store.create("backprop", {})
+    job = store.create("backprop", {})
+    store.start(job.id, hostname="w@h", pid=1)
+    store.append_entry(job.id, "history", {"epoch": 1})
+    store.append_entry(job.id, "gradients", {"epoch": 1})
+    store.finish(job.id, JobStatus.SUCCEEDED, result={})
+
+    store.delete(job.id)
+    assert [key for key in store.redis.scan_iter() if job.id in key] == []
+    for index in store.redis.scan_iter(match="jobs:*"):
+        assert store.redis.zscore(index, job.id) is None, index
+    assert [record.id for record in store.list()[0]] == [kept.id]
+    with pytest.raises(NotFoundError):
+        store.delete(job.id)
+
+
+def test_only_finished_jobs_can_be_deleted(store):
+    queued = store.create("backprop", {})
+    running = store.create("backprop", {})
+    store.start(running.id, hostname="w@h", pid=1)
+    for job, status in ((queued, "queued"), (running, "running")):
+        with pytest.raises(ConflictError, match=f"is {status}.*cancel"):
+            store.delete(job.id)
+        assert store.get(job.id).status == status
+    assert store.redis.exists(f"job:{running.id}:heartbeat")
+
+
+def test_ids_that_cannot_be_a_jobs_never_reach_redis(store):
+    job = store.create("backprop", {})
+    store.append_entry(job.id, "history", {"epoch": 1})
+    for bad in (f"{job.id}:history", job.id.upper(), job.id + "\n", "", "*"):
+        with pytest.raises(NotFoundError, match="32 hexadecimal digits"):
+            store.get(bad)
+        with pytest.raises(NotFoundError):
+            store.entries(bad, "history")
+        with pytest.raises(NotFoundError):
+            store.request_cancel(bad)
+        with pytest.raises(NotFoundError):
+            store.delete(bad)
+    assert store.get_many([f"{job.id}:history", job.id]) == [store.get(job.id)]

@@ -12,12 +12,17 @@ Layout (all under the `jobs:` / `job:` prefixes, beside Celery's own keys):
 
 Every status change goes through one Lua script, so it is atomic and only happens from the
 statuses the caller allows: a job cancelled while queued can never start, and a job failed as
-lost can never be overwritten by a late success.
+lost can never be overwritten by a late success. Deleting a finished job removes all of the
+above in another script, so a job is never half deleted nor deleted while it runs.
+
+Job ids are 32 lowercase hex digits; anything else is unknown before it reaches Redis, so an id
+can never name another key (`{id}:history` would name a job's list).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -27,7 +32,7 @@ from typing import Any
 from redis import Redis
 
 from service.errors import ConflictError, NotFoundError
-from service.jobs.schemas import JobRecord, JobStatus
+from service.jobs.schemas import FINISHED_STATUSES, JobRecord, JobStatus
 from service.redis_pages import newest_first
 
 _TRANSITION = """
@@ -57,6 +62,27 @@ end
 return {1, current}
 """
 
+# KEYS: the job's hash, then its other keys. Returns false for an unknown job, else
+# {deleted, status}: only finished jobs are deleted.
+_DELETE = """
+local job_key, job_id = KEYS[1], ARGV[1]
+local finished = cjson.decode(ARGV[2])
+local status = redis.call('HGET', job_key, 'status')
+if not status then return false end
+local deletable = false
+for _, name in ipairs(finished) do
+  if name == status then deletable = true end
+end
+if not deletable then return {0, status} end
+local kind = redis.call('HGET', job_key, 'kind')
+redis.call('DEL', unpack(KEYS))
+redis.call('ZREM', 'jobs:all', job_id)
+redis.call('ZREM', 'jobs:kind:' .. kind, job_id)
+redis.call('ZREM', 'jobs:status:' .. status, job_id)
+return {1, status}
+"""
+
+JOB_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 _JSON_FIELDS = ("params", "progress", "result", "worker")
 _TIME_FIELDS = ("created_at", "started_at", "finished_at")
 _KEEP_HEARTBEAT, _DELETE_HEARTBEAT = 0, -1
@@ -69,6 +95,7 @@ class JobStore:
         self.redis = redis
         self.heartbeat_ttl_ms = max(1, int(heartbeat_ttl_seconds * 1000))
         self._transition_script = redis.register_script(_TRANSITION)
+        self._delete_script = redis.register_script(_DELETE)
 
     # Reading and writing records
 
@@ -95,12 +122,9 @@ class JobStore:
 
     def get(self, job_id: str) -> JobRecord:
         """The job's record, or `NotFoundError`."""
-        raw = self.redis.hgetall(_job_key(job_id))
+        raw = self.redis.hgetall(_job_key(_known_form(job_id)))
         if not raw:
-            raise NotFoundError(
-                f"No job with id {job_id!r}. List existing jobs with GET /jobs; "
-                f"ids are the 'id' field that POST /jobs returned."
-            )
+            raise _not_found(job_id)
         return _decode(raw)
 
     def list(
@@ -124,7 +148,8 @@ class JobStore:
         """The records of the jobs that exist among `ids`, in that order."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hgetall(_job_key(job_id))
+            if JOB_ID_PATTERN.fullmatch(job_id):
+                pipe.hgetall(_job_key(job_id))
         return [_decode(raw) for raw in pipe.execute() if raw]
 
     def report_progress(self, job_id: str, progress: dict[str, Any]) -> None:
@@ -144,11 +169,11 @@ class JobStore:
     def entries(self, job_id: str, series: str) -> list[dict[str, Any]]:
         """The job's `history` or `gradients` series so far; `NotFoundError` for unknown jobs."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.exists(_job_key(job_id))
+        pipe.exists(_job_key(_known_form(job_id)))
         pipe.lrange(_series_key(job_id, series), 0, -1)
         exists, raw = pipe.execute()
         if not exists:
-            self.get(job_id)  # raises NotFoundError with the usual message
+            raise _not_found(job_id)
         return [json.loads(item) for item in raw]
 
     def is_cancel_requested(self, job_id: str) -> bool:
@@ -207,6 +232,7 @@ class JobStore:
 
         Raises `NotFoundError` for an unknown id and `ConflictError` for a finished job.
         """
+        _known_form(job_id)
         cancelled, current = self._transition(
             job_id,
             [JobStatus.QUEUED],
@@ -226,6 +252,25 @@ class JobStore:
                 f"only queued or running jobs can be cancelled."
             )
         return self.get(job_id)
+
+    def delete(self, job_id: str) -> None:
+        """Remove a finished job at once: its record, history, gradients, heartbeat and index
+        entries (not the model it trained). `NotFoundError` for an unknown id;
+        `ConflictError` for a queued or running job."""
+        keys = [_job_key(_known_form(job_id)), _heartbeat_key(job_id)]
+        keys += [_series_key(job_id, series) for series in SERIES]
+        finished = json.dumps(sorted(status.value for status in FINISHED_STATUSES))
+        outcome = self._delete_script(keys=keys, args=[job_id, finished])
+        if outcome is None:
+            raise _not_found(job_id)
+        deleted, status = outcome
+        if not deleted:
+            raise ConflictError(
+                f"Job {job_id!r} is {status}; only finished jobs (succeeded, failed or "
+                f"cancelled) can be deleted. Cancel it first with POST /jobs/{job_id}/cancel, "
+                "wait until it has stopped (a running job stops at its next step), then delete "
+                "it."
+            )
 
     def fail_lost_jobs(self) -> list[str]:
         """Fail every running job whose heartbeat expired: its worker died or was cut off."""
@@ -276,6 +321,20 @@ class JobStore:
 
 def _job_key(job_id: str) -> str:
     return f"job:{job_id}"
+
+
+def _known_form(job_id: str) -> str:
+    """The id, or `NotFoundError` when it cannot be a job's (it never reaches Redis then)."""
+    if not JOB_ID_PATTERN.fullmatch(job_id):
+        raise _not_found(job_id)
+    return job_id
+
+
+def _not_found(job_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"No job with id {job_id!r}. List existing jobs with GET /jobs; ids are the 'id' field "
+        "that POST /jobs returned (32 hexadecimal digits)."
+    )
 
 
 def _heartbeat_key(job_id: str) -> str:

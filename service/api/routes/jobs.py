@@ -1,4 +1,4 @@
-"""Training jobs: submit, inspect, list and cancel."""
+"""Training jobs: submit, inspect, list, cancel and delete."""
 
 from typing import Annotated, Any
 
@@ -99,3 +99,16 @@ def cancel_job(job_id: str, store: JobStoreDep, response: Response) -> JobRecord
     if record.status == JobStatus.RUNNING:
         response.status_code = status.HTTP_202_ACCEPTED
     return record
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={204: {"description": "Deleted"}},
+    dependencies=[WriteAccess],
+)
+def delete_job(job_id: str, store: JobStoreDep) -> Response:
+    """Delete a finished job: its record, history and gradients (not the model it trained)."""
+    store.delete(job_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
