@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from service.errors import ServiceError
+from service.jobs.limits import Network, estimate, over_limits
 from service.jobs.params import (
     BackpropParams,
     CalculatorParams,
@@ -129,9 +130,10 @@ def get_kind(name: str, location: tuple[str, ...] = ("body", "kind")) -> JobKind
 
 
 def validate_params(kind: JobKind, params: dict[str, Any]) -> dict[str, Any]:
-    """The parameters with defaults filled in, or an `InvalidJobError` naming each bad field."""
+    """The parameters with defaults filled in, or an `InvalidJobError` naming each bad field
+    or the limit on job size that they exceed."""
     try:
-        return kind.params_model.model_validate(params).model_dump()
+        validated = kind.params_model.model_validate(params).model_dump()
     except ValidationError as error:
         errors = [
             {
@@ -150,3 +152,23 @@ def validate_params(kind: JobKind, params: dict[str, Any]) -> dict[str, Any]:
             f"See GET /jobs/kinds for every parameter, its type and its default.",
             errors,
         ) from None
+    check_size(kind, validated)
+    return validated
+
+
+def check_size(
+    kind: JobKind, params: dict[str, Any], stored_classifier: Network | None = None
+) -> None:
+    """`InvalidJobError` stating each estimate of the job's size that is over its limit, the
+    limit, and how to get under it (`service.jobs.limits`)."""
+    size = estimate(kind.name, params, stored_classifier)
+    problems = over_limits(kind.name, size) if size else []
+    if problems:
+        raise InvalidJobError(
+            f"Job kind {kind.name!r} is too large: {'; '.join(problems)}. Limits on job size: "
+            "docs/training.md.",
+            [
+                {"loc": ["body", "params"], "msg": problem, "type": "job_too_large"}
+                for problem in problems
+            ],
+        )

@@ -7,7 +7,8 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from service.errors import NotFoundError, UnavailableError
-from service.jobs.kinds import InvalidJobError, JobKind, get_kind, validate_params
+from service.jobs.kinds import InvalidJobError, JobKind, check_size, get_kind, validate_params
+from service.jobs.limits import digit_network
 from service.jobs.schemas import JobRecord, JobSubmission
 from service.jobs.store import JobStore
 from service.models.store import ModelStore
@@ -34,18 +35,20 @@ def submit_job(
 
 def check_model_references(kind: JobKind, params: dict[str, Any], models: ModelStore) -> None:
     """`InvalidJobError` when a param names a stored model that is missing or of a kind that
-    cannot serve (the worker looks it up again when the job starts: it may change meanwhile)."""
+    cannot serve, or one that makes the job too large to train (the worker looks it up again
+    when the job starts: it may change meanwhile)."""
     for param, _ in kind.model_references:
         if not params.get(param):
             continue
         try:
-            models.digit_model(params[param])
+            stored = models.digit_model(params[param])
         except (ValueError, NotFoundError) as error:
             location = ["body", "params", param]
             raise InvalidJobError(
                 f"Invalid parameters for job kind {kind.name!r}: {param}: {error}",
                 [{"loc": location, "msg": str(error), "type": "model_reference"}],
             ) from None
+        check_size(kind, params, digit_network(stored.kind, stored.params))
 
 
 def enqueue_job(
