@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -150,28 +151,41 @@ def confusion(job_id: str, kind: str, matrix: Sequence[Sequence[int]]) -> Figure
 
 
 def feature_maps(model_id: str, layers: list[tuple[str, np.ndarray]], image: np.ndarray) -> Figure:
-    """Every convolutional filter's output for one image, one grid per layer."""
-    columns = 16
-    rows_per_layer = [-(-maps.shape[-1] // columns) for _, maps in layers]
-    figure = Figure(figsize=(columns * 0.8, 1.2 + 0.85 * (sum(rows_per_layer) + len(layers) + 1)),
-                    layout="constrained")  # fmt: skip
-    sections = figure.subfigures(
-        len(layers) + 1, 1, height_ratios=[2, *[r + 0.6 for r in rows_per_layer]]
-    )
-    input_axis = sections[0].add_subplot()
-    input_axis.imshow(image, cmap="gray")
-    input_axis.set_axis_off()
-    sections[0].suptitle("input, as the model saw it (28x28)", fontsize="small")
-    for section, (name, maps), rows in zip(sections[1:], layers, rows_per_layer, strict=True):
-        axes = section.subplots(rows, columns, squeeze=False)
-        for index, axis in enumerate(axes.flat):
-            axis.set_axis_off()
-            if index < maps.shape[-1]:
-                axis.imshow(maps[..., index], cmap="viridis")
-        section.suptitle(f"layer {name}: {maps.shape[-1]} filters, {maps.shape[0]}x{maps.shape[1]}",
-                         fontsize="small")  # fmt: skip
-    figure.suptitle(f"Feature maps of model {model_id}")
+    """Every convolutional filter's output for one image: the input, then one mosaic per layer
+    (an image of all its maps side by side, each scaled to its own range)."""
+    mosaics = [mosaic(maps) for _, maps in layers]
+    widths = [2.0, *[4.0 * tiles.shape[1] / max(tiles.shape) for tiles in mosaics]]
+    figure = Figure(figsize=(sum(widths) + 1, 4.6), layout="constrained")
+    axes = figure.subplots(1, len(layers) + 1, width_ratios=widths, squeeze=False)[0]
+    axes[0].imshow(image, cmap="gray")
+    axes[0].set_title("input, as the model saw it (28x28)", fontsize="small")
+    palette = colormaps["viridis"].with_extremes(bad="white")  # the gaps between maps
+    for axis, (name, maps), tiles in zip(axes[1:], layers, mosaics, strict=True):
+        axis.imshow(tiles, cmap=palette, vmin=0, vmax=1, interpolation="nearest")
+        axis.set_title(f"layer {name}: {maps.shape[-1]} filters, {maps.shape[0]}x{maps.shape[1]}",
+                       fontsize="small")  # fmt: skip
+    for axis in axes:
+        axis.set(xticks=[], yticks=[])  # no tick objects to lay out (most of the render time)
+        axis.set_axis_off()
+    figure.suptitle(f"Feature maps of model {model_id} (each map scaled to its own range)")
     return figure
+
+
+def mosaic(maps: np.ndarray) -> np.ndarray:
+    """The maps (height, width, filters) as one image: a grid, filter by filter along the rows,
+    each map scaled to 0..1 (a constant map is 0), NaN in the one-pixel gaps and empty cells.
+    Columns: the smallest power of two at least the square root of the count, so a grid is as
+    wide as tall or twice as wide (32 filters: 8 columns x 4 rows, 64: 8x8, 128: 16x8)."""
+    height, width, count = maps.shape
+    columns = 2 ** int(np.ceil(np.log2(np.sqrt(count)))) if count > 1 else 1
+    rows = -(-count // columns)
+    low = maps.min(axis=(0, 1))
+    span = maps.max(axis=(0, 1)) - low
+    scaled = (maps - low) / np.where(span > 0, span, 1)
+    tiles = np.full((rows * columns, height + 1, width + 1), np.nan, np.float32)
+    tiles[:count, :height, :width] = np.moveaxis(scaled, -1, 0)
+    grid = tiles.reshape(rows, columns, height + 1, width + 1).transpose(0, 2, 1, 3)
+    return grid.reshape(rows * (height + 1), columns * (width + 1))[:-1, :-1]
 
 
 def compute_graph(job_id: str, nodes: Sequence[dict[str, Any]]) -> Figure:
@@ -258,8 +272,6 @@ def _label(axis, xlabel: str, ylabel: str, title: str) -> None:
 
 
 def _colors(count: int) -> list:
-    from matplotlib import colormaps
-
     palette = colormaps["tab10" if count <= 10 else "tab20"]
     return [palette(i % palette.N) for i in range(count)]
 
