@@ -4,18 +4,40 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.stack import REPO_ROOT, ServiceStack
+from service.redis_server import ServerNotFound, is_local, redis_answers
+from tests.stack import REDIS_BASE_URL, REPO_ROOT, OwnRedis, ServiceStack
 
 # Redis DB numbers used by the tests; each suite of tests that needs a clean slate has its own.
+SECURITY_DB = 10
 STORE_TEST_DB = 12
 STACK_DB = 13
 FAULTS_DB = 14
 LAUNCHER_DB = 15
+
+
+@pytest.fixture(scope="session", autouse=True)
+def suite_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Redis at TEST_REDIS_URL; where none answers there, one started on its port for the
+    session (as `make run` does), its data in a temporary folder."""
+    if redis_answers(REDIS_BASE_URL):
+        yield REDIS_BASE_URL
+        return
+    parts = urlsplit(REDIS_BASE_URL)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+    if not is_local(host):
+        pytest.exit(f"No Redis answers at TEST_REDIS_URL={REDIS_BASE_URL}: start it.", 1)
+    try:
+        server = OwnRedis(tmp_path_factory.mktemp("redis"), port, host).start()
+    except (ServerNotFound, RuntimeError) as error:
+        pytest.exit(f"No Redis answers at {REDIS_BASE_URL}, and none could start: {error}", 1)
+    yield server.url
+    server.stop()
 
 
 def find_mnist() -> Path | None:

@@ -1,4 +1,5 @@
-"""Real processes for tests: a Celery worker and the API (uvicorn) on a Redis DB of their own.
+"""Real processes for tests: a Celery worker and the API (uvicorn) on a Redis DB of their own,
+and Redis servers of the tests' own.
 
 Every wait here is bounded; a failure to start shows the tail of the process's log.
 """
@@ -19,6 +20,8 @@ from typing import Any
 
 import httpx
 from redis import Redis
+
+from service.redis_server import find_server, server_command, wait_until_answers
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REDIS_BASE_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
@@ -97,6 +100,43 @@ class ManagedProcess:
 def _signal_group(pgid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signum)
+
+
+class OwnRedis:
+    """A server on a port of its own (a free one by default), append-only, its files and log in
+    `folder`: redis-server if installed, else the embedded valkey-server (`REDIS_SERVER` picks).
+    Stopped and started at will, as a service manager would."""
+
+    def __init__(self, folder: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.folder = folder
+        self.host = host
+        self.port = port or free_port()
+        self.url = f"redis://{host}:{self.port}"
+        self.binary = find_server()
+        self.name = Path(self.binary).name
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> OwnRedis:
+        log_path = self.folder / f"{self.name}.log"
+        with log_path.open("ab") as log:
+            command = server_command(self.binary, self.host, self.port, self.folder)
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        if not wait_until_answers(self.process, self.url):
+            self.stop()
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{self.name} did not answer on {self.url}:\n{tail}")
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM: the server syncs its append-only file and exits."""
+        assert self.process is not None
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        self.process = None
 
 
 class ServiceStack:

@@ -76,11 +76,12 @@ def test_redis_unreachable_gives_503_and_health_says_so(tmp_path):
         assert health.json()["redis"]["reachable"] is False
         assert health.json()["redis"]["error"]
 
+        unknown = "0" * 32  # well formed, so that Redis is asked (a malformed id is a 404)
         for response in (
             stack.client.post("/jobs", json={"kind": "backprop", "params": {}}),
             stack.client.get("/jobs"),
-            stack.client.get("/jobs/some-id"),
-            stack.client.post("/jobs/some-id/cancel"),
+            stack.client.get(f"/jobs/{unknown}"),
+            stack.client.post(f"/jobs/{unknown}/cancel"),
         ):
             assert response.status_code == 503, response.text
             assert response.json()["code"] == "unavailable"

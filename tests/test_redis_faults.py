@@ -1,57 +1,19 @@
-"""Redis restarting or down, with a Redis of the test's own (append-only, as in production)."""
+"""Redis restarting or down, with a Redis of the test's own (append-only, as in production):
+redis-server where installed, else the embedded valkey-server; `REDIS_SERVER` picks one."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
-from redis import Redis
-from redis.exceptions import RedisError
 
 from tests.photo_like import encode
-from tests.stack import ServiceStack, free_port, wait_for
+from tests.stack import OwnRedis, ServiceStack, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-class RedisServer:
-    """A redis-server on a free port with its data in a folder, stopped and started at will."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        command = [shutil.which("redis-server") or "redis-server", "--port", str(self.port),
-                   "--bind", "127.0.0.1", "--dir", str(self.folder), "--appendonly", "yes",
-                   "--save", ""]  # fmt: skip
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        wait_for(self._answers, 10, "redis-server to answer")
-
-    def stop(self) -> None:
-        """SIGTERM, as `docker compose stop` or a service manager does: Redis syncs and exits."""
-        assert self.process is not None
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        self.process = None
-
-    def _answers(self) -> bool:
-        try:
-            return bool(Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
-        except RedisError:
-            return False
-
-
 @pytest.fixture
 def own_redis(tmp_path):
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path)
-    server.start()
+    server = OwnRedis(tmp_path).start()
     yield server
     if server.process is not None:
         server.stop()
@@ -106,7 +68,7 @@ def test_with_redis_down_jobs_answer_503_and_loaded_models_keep_predicting(
                            test_limit=200)  # fmt: skip
     assert stack.wait_until_finished(trained["id"], timeout=120)["status"] == "succeeded"
     files = [("file", ("d.png", encode(test_digits[0][0], "PNG"), "image/png"))]
-    first = stack.client.post("/predict/digit", files=files)
+    first = stack.client.post("/predict/digit", files=files, timeout=60)  # loads the model
     assert first.status_code == 200, first.text
 
     own_redis.stop()
