@@ -27,7 +27,7 @@ from redis import Redis
 from service.jobs.store import JobStore
 from service.settings import get_settings
 from service.worker.celery_app import RUN_JOB_TASK
-from service.worker.registry import worker_key
+from service.worker.registry import publish_worker, withdraw_worker
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,6 @@ class WorkerPresence:
         settings = get_settings()
         self.redis = Redis.from_url(settings.redis_url, decode_responses=True)
         self.jobs = JobStore(self.redis, settings.heartbeat_ttl_seconds)
-        self.key = worker_key(hostname)
         self.interval = settings.heartbeat_seconds
         self.ttl_ms = int(settings.heartbeat_ttl_seconds * 1000)
         self.info: dict[str, Any] = {
@@ -88,9 +87,9 @@ class WorkerPresence:
         """Withdraw the liveness record. Job heartbeats go on while a job finishes."""
         self._leaving.set()
         try:
-            self.redis.delete(self.key)
+            withdraw_worker(self.redis, self.info["hostname"])
         except Exception:
-            logger.warning("Could not remove the worker record %s", self.key, exc_info=True)
+            logger.warning("Could not remove the worker record", exc_info=True)
 
     def _probe_gpus(self) -> None:
         gpus = probe_gpus()
@@ -106,7 +105,7 @@ class WorkerPresence:
                 if not self._leaving.is_set():
                     # Checked live so /health can show the parent never imported TensorFlow.
                     self.info["tensorflow_in_parent"] = "tensorflow" in sys.modules
-                    self.redis.set(self.key, json.dumps(self.info), px=self.ttl_ms)
+                    publish_worker(self.redis, self.info, self.ttl_ms)
                 for job_id in running_job_ids():
                     self.jobs.heartbeat(job_id)
             except Exception:
