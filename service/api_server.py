@@ -31,6 +31,7 @@ from types import FrameType
 import uvicorn
 from prometheus_client import multiprocess
 
+from service.api.exposure import UnsafeExposure, check_exposure
 from service.metrics import METRICS_DIR_VARIABLE
 from service.settings import Settings, get_settings
 
@@ -130,6 +131,11 @@ def supervise(workers: int) -> int:
 def main() -> None:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper())
+    try:
+        check_exposure(settings)
+    except UnsafeExposure as error:
+        logger.error("Not starting the API: %s", error)
+        raise SystemExit(2) from None
     prepare_metrics_dir(settings)
     if settings.api_workers == 1:
         uvicorn.run(

@@ -13,10 +13,14 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
+from service.api.access import AccessMiddleware
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.deps import ReadAccess
 from service.api.errors import register_exception_handlers
+from service.api.exposure import check_exposure
+from service.api.gates import Gate
 from service.api.metrics_middleware import RequestMetricsMiddleware
+from service.api.request_id import RequestIdMiddleware
 from service.api.routes import (
     health,
     jobs,
@@ -34,12 +38,13 @@ from service.errors import ServiceError
 from service.jobs.store import JobStore
 from service.metrics import ServiceMetrics
 from service.models.store import ModelStore
-from service.predict.models import ModelCache, ModelResolver
+from service.predict.models import DIGIT_TASK, SUM_TASK, ModelCache, ModelResolver
 from service.settings import Settings, get_settings
 from service.sweeps.store import SweepStore
 from service.worker.celery_app import celery_app
 
 logger = logging.getLogger(__name__)
+DEFAULT_KINDS = (DIGIT_TASK.kinds[0], SUM_TASK.kinds[0])  # their newest models stay loaded
 REDIS_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5, "health_check_interval": 30}
 
 
@@ -62,6 +67,19 @@ def start_serving(app: FastAPI, settings: Settings) -> None:
         threading.Thread(
             target=_preload, args=(app.state.model_store, app.state.model_cache), daemon=True
         ).start()
+
+
+def follow_model_changes(app: FastAPI, settings: Settings) -> None:
+    """After any change of the stored models (in any process): unload deleted ones, and queue
+    the training of missing default models."""
+    cache: ModelCache = app.state.model_cache
+    try:
+        for model_id in cache.loaded_ids:
+            if not app.state.model_store.exists(model_id):
+                cache.discard(model_id)
+    except RedisError as error:
+        logger.warning("Could not check for deleted models: %s", error)
+    queue_default_models(app, settings)
 
 
 def queue_default_models(app: FastAPI, settings: Settings) -> None:
@@ -92,6 +110,7 @@ def _preload(models: ModelStore, cache: ModelCache) -> None:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = get_settings()
+    check_exposure(settings)  # also when uvicorn runs the app without service.api_server
     redis = Redis.from_url(settings.redis_url, decode_responses=True, **REDIS_OPTIONS)
     app.state.redis = redis
     app.state.job_store = JobStore(redis, settings.heartbeat_ttl_seconds)
@@ -106,6 +125,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.model_store,
         max_batch=settings.predict_max_batch,
         max_wait=settings.predict_max_wait_ms / 1000,
+        max_bytes=settings.model_cache_bytes,
+        pinned=lambda: app.state.model_store.pinned_ids(DEFAULT_KINDS),
         on_batch=lambda record, rows: metrics.batch_size.labels(record.id).observe(rows),
         on_load=metrics.models_loaded.set,
     )
@@ -117,7 +138,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ),
         asyncio.create_task(
             app.state.model_resolver.follow_changes(
-                on_change=lambda: run_in_threadpool(queue_default_models, app, settings)
+                on_change=lambda: run_in_threadpool(follow_model_changes, app, settings)
             )
         ),
     ]
@@ -147,8 +168,13 @@ def create_app() -> FastAPI:
     )
     register_exception_handlers(app)
     app.state.metrics = ServiceMetrics()
+    app.state.prepare_gate = Gate(
+        "preparing large images", get_settings().prepare_slots, "PREPARE_SLOTS"
+    )
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=get_settings().max_request_bytes)
+    app.add_middleware(AccessMiddleware, settings=get_settings())  # before any body is read
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)  # open: healthchecks carry no token
     app.include_router(web.router)  # the page itself; its requests carry no token
     for router in (jobs, models, sweeps, presets, predict, tf_serving, plots, metrics):

@@ -52,6 +52,20 @@ class Settings(BaseSettings):
         False,
         description="With API_TOKEN, reads and predictions need the token too (not /health).",
     )
+    allow_open_api: bool = Field(
+        False,
+        description=(
+            "Let the API listen on a non-loopback address (HOST) without API_TOKEN, open to "
+            "anyone who reaches it. Without this, such a start is refused."
+        ),
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            'Host headers the API answers, as JSON (e.g. ["digits.example.com"]; "*.x.com" '
+            "matches subdomains); empty: any. Guards against DNS rebinding."
+        ),
+    )
     log_level: str = Field("INFO", description="Log level of the API and the worker.")
     max_request_bytes: int = Field(
         64_000_000,
@@ -63,6 +77,48 @@ class Settings(BaseSettings):
     )
     max_image_pixels: int = Field(
         64_000_000, gt=0, description="Most pixels an uploaded image may have (width x height)."
+    )
+    max_images_per_request: int = Field(
+        64,
+        ge=10,
+        le=1024,
+        description="Most images (files or TF Serving instances) one request may carry.",
+    )
+    max_request_pixels: int = Field(
+        100_000_000,
+        gt=0,
+        description=(
+            "Most pixels all images of one request may have together, counted as decoded "
+            "(JPEGs over 2000 pixels are decoded at 1/2, 1/4 or 1/8 scale)."
+        ),
+    )
+    prepare_slots: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description=(
+            "Large uploads (photos) prepared at once per API process; more answer 503 with "
+            "Retry-After."
+        ),
+    )
+    plot_slots: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Plots rendered at once per API process; more answer 503 with Retry-After.",
+    )
+    model_cache_bytes: int = Field(
+        1_000_000_000,
+        ge=0,
+        description=(
+            "Memory for loaded models per API process (their weights); the least recently used "
+            "model beyond it is unloaded. The default models and aliased models stay loaded."
+        ),
+    )
+    job_time_limit_seconds: float = Field(
+        24 * 3600,
+        ge=10,
+        description="A job still running after this long is stopped and marked failed.",
     )
     api_workers: int = Field(
         2,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import socket
+
 import pytest
 
+from service.api.access import Access, required_access
 from tests.conftest import FAULTS_DB
 from tests.stack import ServiceStack
 
@@ -86,3 +90,34 @@ def test_the_cli_sends_the_token(guarded):
     accepted = submit("--token", TOKEN)
     assert accepted.returncode == 0, accepted.stderr
     assert accepted.stdout.startswith("job ")
+
+
+def test_the_token_is_checked_before_any_body_is_read(guarded):
+    """A client without the token gets its 401 while the body it announced is still unsent."""
+    with socket.create_connection(("127.0.0.1", guarded.port), timeout=10) as connection:
+        connection.sendall(
+            b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 50000000\r\n\r\n"
+        )
+        answer = ""
+        while "}" not in answer:  # the headers, then the JSON body
+            answer += connection.recv(65536).decode()
+    assert answer.startswith("HTTP/1.1 401"), answer
+    assert '"code":"unauthorized"' in answer
+
+
+def test_the_early_check_agrees_with_every_route_declared_as_a_read(guarded):
+    """Every operation the early check lets through without a token (reads, predictions) is
+    one whose route does not ask for the token either; every other change needs it."""
+    operations = guarded.client.get("/openapi.json").json()["paths"]
+    reads_that_send_data = []
+    for template, methods in operations.items():
+        path = re.sub(r"\{[^}]+\}", "0" * 32, template)
+        for method in methods:
+            answer = guarded.client.request(method.upper(), path)
+            if required_access(method.upper(), path) is Access.WRITE:
+                assert answer.status_code == 401, (method, path)
+            else:
+                assert answer.status_code != 401, (method, path, answer.text)
+                reads_that_send_data += [path] if method != "get" else []
+    assert any(path.startswith("/predict/") for path in reads_that_send_data)

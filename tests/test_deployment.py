@@ -32,6 +32,10 @@ NOT_SETTINGS = {
     "PIP_NO_CACHE_DIR": "pip's, while building the image",
     "PIP_DISABLE_PIP_VERSION_CHECK": "pip's, while building the image",
     "PUBLISHED_PORT": "docker compose's: the host port the API is published on",
+    "REDIS_PASSWORD": "Redis' own (--requirepass), and part of REDIS_URL",
+    "REDISCLI_AUTH": "redis-cli's, for Redis' healthcheck",
+    "API_MEMORY_LIMIT": "docker compose's: the API container's mem_limit",
+    "WORKER_MEMORY_LIMIT": "docker compose's: each worker container's mem_limit",
 }
 
 
@@ -73,6 +77,18 @@ def test_the_compose_file_wires_redis_api_and_gpu_workers():
     assert api["ports"] == ["${PUBLISHED_PORT:-8000}:8000"]
 
 
+def test_the_compose_file_passes_the_security_settings_and_bounds_memory():
+    redis, api = SERVICES["redis"], SERVICES["api"]
+    for name in ("API_TOKEN", "PROTECT_READS", "ALLOW_OPEN_API", "ALLOWED_HOSTS"):
+        assert api["environment"][name] == f"${{{name}:-{_env_example_value(name)}}}"
+    password = redis["command"][redis["command"].index("--requirepass") + 1]
+    assert password.startswith("${REDIS_PASSWORD:?")  # compose stops when it is unset
+    for service in ("api", "worker", "worker-cpu"):
+        url = SERVICES[service]["environment"]["REDIS_URL"]
+        assert url.startswith("redis://:${REDIS_PASSWORD:?") and url.endswith("@redis:6379/0")
+        assert SERVICES[service]["mem_limit"].startswith("${")
+
+
 def test_the_dockerfile_runs_the_api_as_compose_does_and_not_as_root():
     assert _dockerfile_json("CMD") == SERVICES["api"]["command"]
     assert _dockerfile_json("HEALTHCHECK") == SERVICES["api"]["healthcheck"]["test"][1:]
@@ -97,8 +113,21 @@ def test_every_variable_set_is_read_by_the_settings():
 
 
 @pytest.mark.slow
-def test_the_api_command_and_its_healthcheck_start_here(tmp_path, mnist_path):
+def test_the_api_command_refuses_to_start_published_without_a_token(tmp_path):
     env = _environment("api", tmp_path)
+    assert env["HOST"] == "0.0.0.0" and not env["API_TOKEN"]
+    api = subprocess.run(_local(SERVICES["api"]["command"]), env=env, cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert api.returncode == 2
+    assert "no API_TOKEN" in api.stderr and "ALLOW_OPEN_API=true" in api.stderr
+    opened = subprocess.run(_local(SERVICES["api"]["command"]), env={**env, "API_TOKEN": "short"},
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert opened.returncode == 2 and "at least 16" in opened.stderr
+
+
+@pytest.mark.slow
+def test_the_api_command_and_its_healthcheck_start_here(tmp_path, mnist_path):
+    env = _environment("api", tmp_path) | {"API_TOKEN": "a-token-as-an-operator-sets-it"}
     healthcheck = _local(SERVICES["api"]["healthcheck"]["test"][1:])
     api = _start(SERVICES["api"]["command"], env, tmp_path / "api.log")
     try:
@@ -140,7 +169,9 @@ def _environment(service: str, tmp_path: Path) -> dict[str, str]:
 
 
 def _interpolate(value: str, env: dict[str, str]) -> str:
-    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m[1]) or m[2], value)
+    """Compose's `${NAME:-default}` and `${NAME:?error}` (which stops compose when unset)."""
+    value = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m[1]) or m[2], value)
+    return re.sub(r"\$\{(\w+):\?([^}]*)\}", lambda m: env.get(m[1]) or f"<unset: {m[2]}>", value)
 
 
 def _local(command: list[str]) -> list[str]:
@@ -193,3 +224,8 @@ def _dockerfile_env() -> list[str]:
 def _env_example() -> list[str]:
     lines = (REPO_ROOT / ".env.example").read_text().splitlines()
     return [line.split("=")[0] for line in lines if line and not line.startswith("#")]
+
+
+def _env_example_value(name: str) -> str:
+    lines = (REPO_ROOT / ".env.example").read_text().splitlines()
+    return next(line.split("=", 1)[1] for line in lines if line.startswith(name + "="))

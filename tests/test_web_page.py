@@ -133,7 +133,7 @@ def test_with_an_api_token_the_page_asks_for_it_and_sends_it(browser, tmp_path):
     from tests.conftest import FAULTS_DB
     from tests.stack import ServiceStack
 
-    guarded = ServiceStack(FAULTS_DB, tmp_path, API_TOKEN="page-token")
+    guarded = ServiceStack(FAULTS_DB, tmp_path, API_TOKEN="page-token-of-16-chars")
     guarded.start(worker=False)
     try:
         context = browser.new_context()
@@ -143,7 +143,7 @@ def test_with_an_api_token_the_page_asks_for_it_and_sends_it(browser, tmp_path):
         page.click("#preset-form button")
         page.wait_for_selector("#preset-status:has-text('token')")
         assert page.locator("#token-box").get_attribute("open") is not None
-        page.fill("#token", "page-token")
+        page.fill("#token", "page-token-of-16-chars")
         page.dispatch_event("#token", "change")
         page.click("#preset-form button")
         page.wait_for_selector("#preset-status:has-text('queued')")

@@ -11,6 +11,7 @@ from celery import Celery
 from fastapi import Depends, Query, Request
 from redis import Redis
 
+from service.api.gates import Gate
 from service.errors import ForbiddenError, UnauthorizedError
 from service.jobs.store import JobStore
 from service.models.store import ModelStore
@@ -54,6 +55,10 @@ async def get_celery(request: Request) -> Celery:
     return request.app.state.celery
 
 
+async def get_prepare_gate(request: Request) -> Gate:
+    return request.app.state.prepare_gate
+
+
 RedisDep = Annotated[Redis, Depends(get_redis)]
 JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
 ModelStoreDep = Annotated[ModelStore, Depends(get_model_store)]
@@ -61,9 +66,11 @@ ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]
 ModelResolverDep = Annotated[ModelResolver, Depends(get_model_resolver)]
 SweepStoreDep = Annotated[SweepStore, Depends(get_sweep_store)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
+PrepareGateDep = Annotated[Gate, Depends(get_prepare_gate)]
 
 
-def _check_token(request: Request, what: str) -> None:
+def check_token(request: Request, what: str) -> None:
+    """`UnauthorizedError` without a bearer token, `ForbiddenError` with a wrong one."""
     token = get_settings().api_token
     if token is None:
         return
@@ -80,13 +87,13 @@ def _check_token(request: Request, what: str) -> None:
 
 async def require_write_token(request: Request) -> None:
     """With API_TOKEN set: starting, cancelling or deleting work, or changing models."""
-    _check_token(request, "Changing jobs, sweeps, models or aliases")
+    check_token(request, "Changing jobs, sweeps, models or aliases")
 
 
 async def require_read_token(request: Request) -> None:
     """With API_TOKEN and PROTECT_READS set: reads and predictions too."""
     if get_settings().protect_reads:
-        _check_token(request, "Reading from this service")
+        check_token(request, "Reading from this service")
 
 
 # Paging: an offset past any Redis index still answers an empty page; a larger one would

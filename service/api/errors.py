@@ -56,7 +56,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (413, "Request body too large"),
         (409, "Conflict with the resource's current state"),
         (422, "Invalid request"),
-        (503, "Redis (job store and queue) unreachable"),
+        (500, "An unexpected error; the detail names the request id (X-Request-ID)"),
+        (503, "Redis (job store and queue) unreachable, or the service busy (Retry-After)"),
     ]
 }
 
@@ -102,6 +103,17 @@ async def _redis_unreachable(request: Request, error: Exception) -> JSONResponse
         "unavailable",
         f"Redis, which holds jobs and their queue, is unreachable ({error}). Nothing was "
         "changed. Check that Redis is running at the configured REDIS_URL, then retry.",
+    )
+
+
+def unexpected_error_response(request_id: str) -> JSONResponse:
+    """The answer to an error no handler expected: the API's shape, naming the request id."""
+    return error_response(
+        500,
+        "internal_error",
+        f"Something went wrong on the server's side while answering this request (request id "
+        f"{request_id}); nothing you sent was at fault. Retry; if it happens again, report the "
+        "request id to the service's operator.",
     )
 
 

@@ -23,12 +23,13 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from redis import Redis
 
-from service.errors import NotFoundError, ServiceError
+from service.errors import ConflictError, NotFoundError, ServiceError
 from service.jobs.kinds import JOB_KINDS
 from service.redis_pages import newest_first
 
-MODEL_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
-ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
+MODEL_ID_PATTERN = re.compile(r"[0-9a-f]{32}")  # always with fullmatch
+ALIAS_PATTERN = re.compile(r"[a-z][a-z0-9_.-]{0,62}")
+FILE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
 ALIASES_KEY = "models:aliases"
 MODELS_CHANGED_CHANNEL = "models:changed"  # published on every registration and alias change
 ModelFormat = Literal["keras", "h5"]
@@ -46,6 +47,26 @@ elseif mode == 'newest' then
 end
 if not model_id then return {} end
 return redis.call('HGETALL', 'model:' .. model_id)
+"""
+
+
+# Removes a model's record and index entries unless an alias names it, in one step; returns
+# the aliases that name it (nothing removed), or {} when removed, or nil when there is none.
+DELETE_MODEL_SCRIPT = """
+local model_id = ARGV[1]
+local kind = redis.call('HGET', 'model:' .. model_id, 'kind')
+if not kind then return nil end
+local naming = {}
+local aliases = redis.call('HGETALL', 'models:aliases')
+for i = 1, #aliases, 2 do
+  if aliases[i + 1] == model_id then table.insert(naming, aliases[i]) end
+end
+if #naming > 0 then return naming end
+redis.call('DEL', 'model:' .. model_id)
+redis.call('ZREM', 'models:all', model_id)
+redis.call('ZREM', 'models:kind:' .. kind, model_id)
+redis.call('PUBLISH', 'models:changed', model_id)
+return {}
 """
 
 
@@ -70,10 +91,11 @@ class ModelStore:
         self.redis = redis
         self.root = Path(artifacts_dir).resolve() / "models"
         self._find = redis.register_script(FIND_MODEL_SCRIPT)
+        self._delete = redis.register_script(DELETE_MODEL_SCRIPT)
 
     def model_dir(self, model_id: str) -> Path:
         """The folder holding the model's files; `NotFoundError` for a malformed id."""
-        if not MODEL_ID_PATTERN.match(model_id):
+        if not MODEL_ID_PATTERN.fullmatch(model_id):
             raise NotFoundError(_not_found_message(model_id))
         return self.root / model_id
 
@@ -107,12 +129,32 @@ class ModelStore:
         pipe.execute()
         return self.get(model_id)
 
+    def delete(self, model_id: str) -> None:
+        """Remove a model's record, then its files. `ConflictError` while an alias names it,
+        `NotFoundError` when there is no such model."""
+        self.model_dir(model_id)  # a malformed id: NotFoundError before any round trip
+        naming = self._delete(args=[model_id])
+        if naming is None:
+            raise NotFoundError(_not_found_message(model_id))
+        if naming:
+            raise ConflictError(
+                f"Model {model_id} is named by the alias(es) {', '.join(sorted(naming))}, which "
+                "clients use; nothing was deleted. Move or delete them first (PUT "
+                "/models/{other}/aliases/{alias} or DELETE /models/aliases/{alias})."
+            )
+        shutil.rmtree(self.root / model_id, ignore_errors=True)
+
+    def exists(self, model_id: str) -> bool:
+        return bool(self.redis.exists(_model_key(model_id)))
+
     def discard_files(self, model_id: str) -> None:
         """Remove files of a model that will not be registered (its job did not succeed)."""
         shutil.rmtree(self.model_dir(model_id), ignore_errors=True)
 
     def get(self, model_id: str) -> ModelRecord:
-        raw = self.redis.hgetall(_model_key(model_id)) if MODEL_ID_PATTERN.match(model_id) else {}
+        raw = (
+            self.redis.hgetall(_model_key(model_id)) if MODEL_ID_PATTERN.fullmatch(model_id) else {}
+        )
         if not raw:
             raise NotFoundError(_not_found_message(model_id))
         return self._with_aliases([_decode(raw)])[0]
@@ -160,7 +202,7 @@ class ModelStore:
 
     def set_alias(self, alias: str, model_id: str) -> str | None:
         """Point `alias` at a stored model; returns the model it named before, if any."""
-        if not ALIAS_PATTERN.match(alias) or MODEL_ID_PATTERN.match(alias):
+        if not ALIAS_PATTERN.fullmatch(alias) or MODEL_ID_PATTERN.fullmatch(alias):
             raise InvalidAliasError(
                 f"{alias!r} is not a valid alias: use 1 to 63 characters, lowercase letters, "
                 f"digits, '.', '_' or '-', starting with a letter, and not a 32-character hex "
@@ -190,6 +232,16 @@ class ModelStore:
             raise NotFoundError(f"No alias named {alias!r}. List aliases with GET /models.")
         return model_id
 
+    def pinned_ids(self, default_kinds: tuple[str, ...]) -> set[str]:
+        """Ids of the newest model of each default kind and of every aliased model: those that
+        answer when a client names no model, or a stable name."""
+        pipe = self.redis.pipeline(transaction=False)
+        for kind in default_kinds:
+            pipe.zrevrange(f"models:kind:{kind}", 0, 0)
+        pipe.hvals(ALIASES_KEY)
+        *newest, aliased = pipe.execute()
+        return {ids[0] for ids in newest if ids} | set(aliased)
+
     def aliases(self) -> dict[str, str]:
         """Every alias and the model id it names."""
         return self.redis.hgetall(ALIASES_KEY)
@@ -205,7 +257,9 @@ class ModelStore:
     def file_path(self, record: ModelRecord, model_format: ModelFormat) -> Path:
         """The stored file of the model in `model_format`; `NotFoundError` if there is none."""
         file_name = record.files.get(model_format)
-        path = self.model_dir(record.id) / file_name if file_name else None
+        # A plain name inside the model's folder, whatever the record in Redis says.
+        confined = file_name is not None and FILE_NAME_PATTERN.fullmatch(file_name) is not None
+        path = self.model_dir(record.id) / file_name if confined else None
         if path is None or not path.is_file():
             raise NotFoundError(
                 f"Model {record.id!r} has no {model_format!r} file in the model store "
@@ -221,7 +275,7 @@ def find_by_reference(reference: str) -> list[str]:
     """FIND_MODEL_SCRIPT's arguments for a model id or an alias."""
     if len(reference) > 63:  # longer than any id or alias; not worth a round trip
         return ["id", ""]
-    return ["id" if MODEL_ID_PATTERN.match(reference) else "alias", reference]
+    return ["id" if MODEL_ID_PATTERN.fullmatch(reference) else "alias", reference]
 
 
 def find_newest(kind: str) -> list[str]:

@@ -79,11 +79,13 @@ class MicroBatcher:
         """`submit` and await the outputs (from the event loop)."""
         return await asyncio.wrap_future(self.submit(rows))
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Stop after the requests already queued are answered (`wait`: until then)."""
         with self._condition:
             self._closed = True
             self._condition.notify()
-        self._thread.join(timeout=5)
+        if wait:
+            self._thread.join(timeout=5)
 
     def _serve(self) -> None:
         while True:

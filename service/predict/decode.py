@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from service.errors import ServiceError
+from training.digit_images import WORK_SIZE
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")
 
@@ -47,6 +48,8 @@ def decode_upload(data: bytes, name: str, max_bytes: int, max_pixels: int) -> np
                     f"{name!r} is {width}x{height} pixels; images may have at most "
                     f"{max_pixels:,} pixels. Downscale it before uploading."
                 )
+            if image.format == "JPEG":
+                image.draft(image.mode, _draft_size(width, height))
             image.seek(0)  # the first frame of an animation
             image = ImageOps.exif_transpose(image)
             return _to_gray(image)
@@ -64,18 +67,32 @@ def decode_upload(data: bytes, name: str, max_bytes: int, max_pixels: int) -> np
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def declared_pixels(data: bytes) -> int | None:
-    """Width x height from the image's header alone; None if no header can be read."""
+def decoded_pixels(data: bytes) -> int | None:
+    """How many pixels `decode_upload` decodes, from the image's header alone (a large JPEG at
+    its reduced scale); None if no header can be read."""
     if data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR":
         # Read directly: the common small upload, on every request (PIL's open costs 5x more).
         return int.from_bytes(data[16:20], "big") * int.from_bytes(data[20:24], "big")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            width, height = Image.open(io.BytesIO(data)).size
+            image = Image.open(io.BytesIO(data))
     except Exception:  # anything unreadable is judged, with a clear error, by decode_upload
         return None
+    width, height = image.size
+    if image.format == "JPEG":
+        width, height = _draft_size(width, height)
     return width * height
+
+
+def _draft_size(width: int, height: int) -> tuple[int, int]:
+    """The size a JPEG decodes at, scaled by 1/2, 1/4 or 1/8 (as its decoder can, almost for
+    free) while its longer side stays at least WORK_SIZE: preparation shrinks it to that first
+    anyway, so a 48 Mpx photo costs what a 3 Mpx one does."""
+    scale = 1
+    while scale < 8 and max(width, height) // (scale * 2) >= WORK_SIZE:
+        scale *= 2
+    return -(-width // scale), -(-height // scale)
 
 
 def _to_gray(image: Image.Image) -> np.ndarray:

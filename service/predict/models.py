@@ -7,6 +7,8 @@ import contextlib
 import functools
 import logging
 import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,31 +177,45 @@ class LoadedModel:
 
     record: ModelRecord
     batcher: MicroBatcher
+    size_bytes: int  # its weights
 
 
 class ModelCache:
-    """Models by id, each loaded from the model store once and kept in memory for the life of
-    the process, each behind a `MicroBatcher`."""
+    """Models by id, each loaded from the model store once, each behind a `MicroBatcher`, at
+    most `max_bytes` of weights in all: loading one beyond that unloads the least recently used
+    others, except the pinned ones (`pinned()`: the default models and aliased ones). A model
+    larger than the budget alone is still served, alone with the pinned ones.
+
+    An unloaded model's batcher stops once no request holds the model any more, so a request
+    that got it just before keeps its answer."""
 
     def __init__(
         self,
         store: ModelStore,
         max_batch: int,
         max_wait: float,
+        max_bytes: int,
+        pinned: Callable[[], set[str]] = set,
         on_batch: Callable[[ModelRecord, int], None] | None = None,
         on_load: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
         self.max_batch = max_batch
         self.max_wait = max_wait
+        self.max_bytes = max_bytes
+        self._pinned = pinned
         self._on_batch = on_batch
         self._on_load = on_load
-        self._models: dict[str, LoadedModel] = {}
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()  # least recently used first
         self._lock = threading.Lock()
 
     def peek(self, record: ModelRecord) -> LoadedModel | None:
-        """The model if it is already in memory."""
-        return self._models.get(record.id)
+        """The model if it is already in memory (now its most recently used)."""
+        loaded = self._models.get(record.id)
+        if loaded is not None:
+            with contextlib.suppress(KeyError):  # unloaded meanwhile: still served this once
+                self._models.move_to_end(record.id)
+        return loaded
 
     def get(self, record: ModelRecord) -> LoadedModel:
         """The model, loaded now if it is not in memory yet."""
@@ -209,30 +225,76 @@ class ModelCache:
         with self._lock:
             if record.id not in self._models:
                 self._models[record.id] = self._load(record)
-                if self._on_load is not None:
-                    self._on_load(len(self._models))
+                self._unload_beyond_budget(keep=record.id)
+                self._report()
             return self._models[record.id]
 
+    def discard(self, model_id: str) -> None:
+        """Unload a model (deleted from the store)."""
+        with self._lock:
+            if self._models.pop(model_id, None) is not None:
+                self._report()
+
+    @property
+    def loaded_ids(self) -> list[str]:
+        """Ids of the models in memory, least recently used first."""
+        return list(self._models)
+
     def close(self) -> None:
-        for loaded in self._models.values():
+        for loaded in list(self._models.values()):
             loaded.batcher.close()
+
+    def _unload_beyond_budget(self, keep: str) -> None:
+        total = sum(loaded.size_bytes for loaded in self._models.values())
+        if total <= self.max_bytes:
+            return
+        try:
+            pinned = self._pinned() | {keep}
+        except RedisError as error:  # which models are defaults is unknown: unload none
+            logger.warning("Over MODEL_CACHE_BYTES, but cannot tell pinned models: %s", error)
+            return
+        for model_id in list(self._models):
+            if total <= self.max_bytes:
+                break
+            if model_id not in pinned:
+                total -= self._models.pop(model_id).size_bytes
+                logger.info("Model %s unloaded (MODEL_CACHE_BYTES reached).", model_id)
+
+    def _report(self) -> None:
+        if self._on_load is not None:
+            self._on_load(len(self._models))
 
     def _load(self, record: ModelRecord) -> LoadedModel:
         on_batch = self._on_batch
+        model = read_stored_model(self.store.file_path(record, "keras"))
         batcher = MicroBatcher(
-            compiled_predict(self.store.file_path(record, "keras")),
+            compiled_predict(model),
             max_batch=self.max_batch,
             max_wait=self.max_wait,
             on_batch=(lambda rows: on_batch(record, rows)) if on_batch else None,
             name=record.id[:8],
         )
-        return LoadedModel(record, batcher)
+        loaded = LoadedModel(record, batcher, weight_bytes(model))
+        # Unloaded and no request holding it: its thread ends and the model's memory is freed.
+        weakref.finalize(loaded, batcher.close, wait=False)
+        return loaded
 
 
-@functools.lru_cache(maxsize=8)
+def weight_bytes(model: Any) -> int:
+    return sum(
+        int(np.prod(weight.shape)) * np.dtype(weight.dtype).itemsize for weight in model.weights
+    )
+
+
+@functools.lru_cache(maxsize=2)
 def load_stored_model(path: Path) -> Any:
-    """A model file from the model store, loaded in safe mode (once per process and path: the
-    prediction batchers and the feature-map plots share it)."""
+    """A model file from the model store, loaded once per process and path for the plots (the
+    batchers hold their own, bounded by the ModelCache)."""
+    return read_stored_model(path)
+
+
+def read_stored_model(path: Path) -> Any:
+    """A model file from the model store, loaded in safe mode."""
     # TensorFlow is imported here, on first use, never on the API's queueing path.
     import keras
     import tensorflow as tf
@@ -249,12 +311,11 @@ def load_stored_model(path: Path) -> Any:
     return keras.saving.load_model(path, safe_mode=True)
 
 
-def compiled_predict(path: Path) -> Callable[[np.ndarray], Outputs]:
-    """A stored model as a compiled function from a batch of inputs to numpy outputs: a traced
+def compiled_predict(model: Any) -> Callable[[np.ndarray], Outputs]:
+    """A Keras model as a compiled function from a batch of inputs to numpy outputs: a traced
     graph costs about 2 ms a call where `model.predict` costs 75."""
     import tensorflow as tf
 
-    model = load_stored_model(path)
     signature = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
     graph = tf.function(lambda inputs: model(inputs, training=False), input_signature=[signature])
 

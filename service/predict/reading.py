@@ -4,6 +4,7 @@ turn the model's outputs into digits and sums."""
 from __future__ import annotations
 
 import base64
+import functools
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,8 +15,9 @@ from fastapi import UploadFile
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
+from service.api.gates import Gate
 from service.errors import ServiceError
-from service.predict.decode import declared_pixels, decode_upload
+from service.predict.decode import decode_upload, decoded_pixels
 from service.predict.models import LoadedModel
 from service.settings import Settings
 from training.data.sequences import (
@@ -48,15 +50,43 @@ INLINE_BYTES = 64_000
 INLINE_PIXELS = 1_000_000
 
 
+class TooManyImages(ServiceError):
+    status_code = 413
+    code = "too_many_images"
+
+
 @dataclass(frozen=True)
 class Upload:
     name: str
     data: bytes
 
+    @functools.cached_property
+    def pixels(self) -> int:
+        """The pixels decoding it costs, from its header (0 if it has none: decoding refuses
+        it with its reason, at no cost)."""
+        return decoded_pixels(self.data) or 0
+
     @property
     def is_small(self) -> bool:
-        pixels = declared_pixels(self.data) if len(self.data) <= INLINE_BYTES else None
-        return pixels is not None and pixels <= INLINE_PIXELS
+        return len(self.data) <= INLINE_BYTES and self.pixels <= INLINE_PIXELS
+
+
+def check_request_size(uploads: list[Upload], items: int, settings: Settings) -> None:
+    """Refuse, before anything is decoded, a request of more than MAX_IMAGES_PER_REQUEST
+    images or inputs, or whose images have more than MAX_REQUEST_PIXELS pixels together."""
+    most = settings.max_images_per_request
+    if max(items, len(uploads)) > most:
+        raise TooManyImages(
+            f"The request carries {max(items, len(uploads))} images or inputs; at most {most} "
+            "are read per request (MAX_IMAGES_PER_REQUEST). Split it into several requests."
+        )
+    pixels = sum(upload.pixels for upload in uploads)
+    if pixels > settings.max_request_pixels:
+        raise TooManyImages(
+            f"The request's images have {pixels:,} pixels together; at most "
+            f"{settings.max_request_pixels:,} are decoded per request (MAX_REQUEST_PIXELS). "
+            "Send smaller images or fewer per request."
+        )
 
 
 def is_light(uploads: list[Upload], items: int) -> bool:
@@ -64,9 +94,13 @@ def is_light(uploads: list[Upload], items: int) -> bool:
     return items <= INLINE_ITEMS and all(upload.is_small for upload in uploads)
 
 
-async def prepare_where_fit(light: bool, prepare: Callable[..., T], *args: Any) -> T:
-    """`prepare(*args)`: on the event loop when `light`, else in a thread."""
-    return prepare(*args) if light else await run_in_threadpool(prepare, *args)
+async def prepare_where_fit(gate: Gate, light: bool, prepare: Callable[..., T], *args: Any) -> T:
+    """`prepare(*args)`: on the event loop when `light`, else in a thread, holding one of the
+    gate's slots (`Busy`, a 503, when every slot is taken)."""
+    if light:
+        return prepare(*args)
+    with gate.enter():
+        return await run_in_threadpool(prepare, *args)
 
 
 @dataclass(frozen=True)

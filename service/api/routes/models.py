@@ -1,12 +1,19 @@
-"""Stored models: list, inspect, download, and name them with aliases."""
+"""Stored models: list, inspect, download, delete, and name them with aliases."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from service.api.deps import Limit, ModelResolverDep, ModelStoreDep, Offset, WriteAccess
+from service.api.deps import (
+    Limit,
+    ModelCacheDep,
+    ModelResolverDep,
+    ModelStoreDep,
+    Offset,
+    WriteAccess,
+)
 from service.api.errors import ERROR_RESPONSES
 from service.jobs.kinds import get_kind
 from service.models.store import ModelFormat, ModelRecord
@@ -59,6 +66,21 @@ def delete_alias(alias: str, store: ModelStoreDep, resolver: ModelResolverDep) -
 def get_model(model: ModelPath, store: ModelStoreDep) -> ModelRecord:
     """Get one model: its kind, the job that trained it, its params, test metrics and aliases."""
     return store.resolve(model)
+
+
+@router.delete("/{model_id}", status_code=204, dependencies=[WriteAccess])
+def delete_model(
+    model_id: Annotated[str, Path(description="The model's id (not an alias).")],
+    store: ModelStoreDep,
+    resolver: ModelResolverDep,
+    cache: ModelCacheDep,
+) -> Response:
+    """Delete a model: its record and its files. Refused (409) while an alias names it. Every
+    API process unloads it; the job that trained it stays, its `model_id` then answers 404."""
+    store.delete(model_id)
+    resolver.forget()
+    cache.discard(model_id)
+    return Response(status_code=204)
 
 
 @router.put("/{model}/aliases/{alias}", response_model=AliasChange, dependencies=[WriteAccess])

@@ -10,7 +10,7 @@ from fastapi import APIRouter, File, Query, Request, UploadFile
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import ModelCacheDep, ModelResolverDep, SettingsDep
+from service.api.deps import ModelCacheDep, ModelResolverDep, PrepareGateDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
 from service.errors import ConflictError
 from service.models.store import ModelRecord
@@ -25,6 +25,7 @@ from service.predict.models import (
 from service.predict.reading import (
     SumReading,
     Upload,
+    check_request_size,
     is_light,
     png_base64,
     prepare_digit,
@@ -107,6 +108,7 @@ async def predict_digit(
     resolver: ModelResolverDep,
     cache: ModelCacheDep,
     settings: SettingsDep,
+    gate: PrepareGateDep,
     model: ModelQuery = None,
     debug: DebugQuery = False,
 ) -> DigitPrediction | DigitPredictions:
@@ -116,8 +118,9 @@ async def predict_digit(
     loaded = await loaded_model(cache, record)
     with loaded.batcher.arriving():
         uploads = [await read_upload(upload, settings) for upload in file]
+        check_request_size(uploads, len(uploads), settings)
         light = is_light(uploads, len(uploads))
-        images = await prepare_where_fit(light, _prepare_digits, uploads, settings)
+        images = await prepare_where_fit(gate, light, _prepare_digits, uploads, settings)
     info = ModelInfo(id=record.id, kind=record.kind)
     predictions = [
         DigitPrediction(
@@ -138,6 +141,7 @@ async def predict_sum(
     resolver: ModelResolverDep,
     cache: ModelCacheDep,
     settings: SettingsDep,
+    gate: PrepareGateDep,
     files: Annotated[
         list[UploadFile], File(description="Exactly 10 digit images, in sequence order.")
     ] = [],  # noqa: B006  FastAPI copies defaults per request
@@ -167,8 +171,9 @@ async def predict_sum(
         uploads = [await read_upload(upload, settings) for upload in files]
         row = await read_upload(file, settings) if file is not None else None
         every_upload = uploads + ([row] if row else [])
+        check_request_size(every_upload, len(every_upload), settings)
         light = is_light(every_upload, len(every_upload))
-        images = await prepare_where_fit(light, prepare_sequence, uploads, row, settings)
+        images = await prepare_where_fit(gate, light, prepare_sequence, uploads, row, settings)
     reading: SumReading = await (
         sum_with_calculator(loaded, images)
         if chosen == "calculator"

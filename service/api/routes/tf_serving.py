@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Request
 from pydantic import BaseModel, Field
 
-from service.api.deps import ModelCacheDep, ModelResolverDep, SettingsDep
+from service.api.deps import ModelCacheDep, ModelResolverDep, PrepareGateDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
 from service.api.routes.predict import ModelInfo, loaded_model
 from service.models.store import ModelRecord
@@ -22,7 +22,7 @@ from service.predict.instances import (
     uploads_in,
 )
 from service.predict.models import DIGIT_TASK, SUM_TASK, ModelResolver, Task
-from service.predict.reading import is_light, prepare_where_fit
+from service.predict.reading import check_request_size, is_light, prepare_where_fit
 
 router = APIRouter(prefix="/v1/models", tags=["tf-serving"], responses=ERROR_RESPONSES)
 
@@ -77,6 +77,7 @@ async def predict(
     resolver: ModelResolverDep,
     cache: ModelCacheDep,
     settings: SettingsDep,
+    gate: PrepareGateDep,
 ) -> PredictResponse:
     """Predict for a batch of instances, in TF Serving's row format."""
     record = await _resolve(resolver, name)
@@ -85,8 +86,12 @@ async def predict(
     sequence = record.kind in SUM_TASK.kinds
     with loaded.batcher.arriving():
         instances = decode_images(body.instances)
-        light = is_light(uploads_in(instances), len(instances))
-        inputs = await prepare_where_fit(light, instances_to_array, instances, sequence, settings)
+        uploads = uploads_in(instances)
+        check_request_size(uploads, len(instances), settings)
+        light = is_light(uploads, len(instances))
+        inputs = await prepare_where_fit(
+            gate, light, instances_to_array, instances, sequence, settings
+        )
     outputs = await loaded.batcher.outputs(inputs)
     return PredictResponse(
         predictions=output_rows(outputs), model=ModelInfo(id=record.id, kind=record.kind)
