@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint format install clean
+.PHONY: run test lint format install clean audit
 
 # The venv is (re)installed when pyproject.toml changes; the stamp files record that it was.
 $(VENV)/.installed: pyproject.toml
@@ -29,6 +29,11 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+# Installed packages against PyPI's advisory database (needs to reach pypi.org's JSON API;
+# tests/test_dependencies.py checks the advisories known to concern this service offline).
+audit: $(VENV)/.installed-dev
+	$(PY) -m pip_audit --skip-editable --progress-spinner off
 
 format: $(VENV)/.installed-dev
 	$(PY) -m ruff check --fix .
