@@ -7,12 +7,14 @@ queueing path, and the worker's parent process imports it before forking childre
 from celery import Celery
 
 from service.settings import Settings, get_settings
+from service.worker.time_limits import time_limits
 
 RUN_JOB_TASK = "service.run_job"
 
 
 def create_celery_app(settings: Settings) -> Celery:
     app = Celery("digit_service", broker=settings.redis_url, include=["service.worker.tasks"])
+    soft_limit, hard_limit = time_limits(settings.job_time_limit_seconds)
     app.conf.update(
         task_default_queue=settings.job_queue,
         task_ignore_result=True,  # the job store holds every result
@@ -30,6 +32,9 @@ def create_celery_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
         worker_hijack_root_logger=False,
+        # Enforced by the worker, from its own JOB_TIME_LIMIT_SECONDS (service.worker.time_limits).
+        task_soft_time_limit=soft_limit,
+        task_time_limit=hard_limit,
     )
     return app
 

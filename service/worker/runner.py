@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from redis import Redis
 
 from service.jobs.kinds import JOB_KINDS, JobKind
@@ -18,6 +19,7 @@ from service.jobs.schemas import JobRecord, JobStatus
 from service.jobs.store import JobStore
 from service.models.store import ModelStore
 from service.settings import Settings, get_settings
+from service.worker.time_limits import time_limit_error
 from training.progress import TrainingCancelled
 
 logger = logging.getLogger(__name__)
@@ -89,6 +91,13 @@ def run_job(job_id: str, worker_hostname: str) -> None:
         _discard(models, model_id)
         store.finish(job_id, JobStatus.CANCELLED)
         logger.info("Job %s cancelled.", job_id)
+        return
+    except SoftTimeLimitExceeded:
+        reporter.flush()
+        _discard(models, model_id)
+        logger.warning("Job %s ran past its time limit; stopped.", job_id)
+        error = time_limit_error(settings.job_time_limit_seconds)
+        store.finish(job_id, JobStatus.FAILED, error=error)
         return
     except Exception as error:
         reporter.flush()

@@ -4,9 +4,10 @@ from celery import Task
 
 from service.worker.celery_app import RUN_JOB_TASK, celery_app
 from service.worker.runner import run_job
+from service.worker.time_limits import JobRequest
 
 
-@celery_app.task(name=RUN_JOB_TASK, bind=True)
+@celery_app.task(name=RUN_JOB_TASK, bind=True, Request=JobRequest)
 def run_job_task(self: Task, job_id: str) -> None:
     """Run the stored job `job_id` in this (fresh) worker child process."""
     run_job(job_id, worker_hostname=self.request.hostname)

@@ -1,0 +1,61 @@
+"""Job time limits. Celery's soft limit (JOB_TIME_LIMIT_SECONDS) raises `SoftTimeLimitExceeded`
+in the child running the job, and the runner fails the job saying why. A child that does not
+stop within the grace (stuck in native code, where Python cannot raise) is killed at the hard
+limit; then the worker's parent process, which Celery tells, fails the job with that reason."""
+
+from __future__ import annotations
+
+import logging
+
+from celery.worker import state as worker_state
+from celery.worker.request import Request
+from redis import Redis
+
+from service.jobs.schemas import JobStatus
+from service.jobs.store import JobStore
+from service.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+GRACE_SECONDS = 30.0  # between the soft and the hard limit: time to record how the job ended
+
+
+def time_limits(limit_seconds: float) -> tuple[float, float]:
+    """Celery's (soft, hard) time limits for a job limit of `limit_seconds`."""
+    return limit_seconds, limit_seconds + GRACE_SECONDS
+
+
+def time_limit_error(limit_seconds: float, killed: bool = False) -> str:
+    """The error of a job stopped at its time limit: what happened and how to avoid it."""
+    how = (
+        f"did not stop within {GRACE_SECONDS:g} s more, so its process was killed"
+        if killed
+        else "was stopped"
+    )
+    return (
+        f"The job ran longer than JOB_TIME_LIMIT_SECONDS ({limit_seconds:g} s), the workers' "
+        f"limit on one job, and {how}. Shorten it (fewer epochs, a larger batch_size, "
+        "train_limit) or start the workers with a larger JOB_TIME_LIMIT_SECONDS, then submit "
+        "it again."
+    )
+
+
+class JobRequest(Request):
+    """A job's request in the worker's parent process: fails the job when the hard time limit
+    kills its child (which can no longer say why)."""
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        super().on_timeout(soft, timeout)
+        # A cold shutdown also ends tasks through here; those jobs are failed as lost.
+        if soft or worker_state.should_terminate or not self.args:
+            return
+        job_id = self.args[0]
+        settings = get_settings()
+        try:
+            with Redis.from_url(settings.redis_url, decode_responses=True) as redis:
+                store = JobStore(redis, settings.heartbeat_ttl_seconds)
+                error = time_limit_error(settings.job_time_limit_seconds, killed=True)
+                if store.finish(job_id, JobStatus.FAILED, error=error):
+                    logger.warning("Job %s killed at its hard time limit; marked failed.", job_id)
+        except Exception:  # the heartbeat's end fails it as lost instead
+            logger.exception("Could not mark job %s failed after its hard time limit", job_id)

@@ -1,0 +1,81 @@
+"""JOB_TIME_LIMIT_SECONDS over HTTP, with a real worker started with a short limit: a job that
+runs longer ends failed saying why, whether it stops at the soft limit or its process has to
+be killed at the hard one, and the worker goes on with the next job."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from service.worker.time_limits import GRACE_SECONDS, time_limit_error
+from tests.conftest import FAULTS_DB
+from tests.stack import ServiceStack, wait_for
+from tests.test_jobs_api import LONG_RUN
+
+pytestmark = pytest.mark.slow
+
+LIMIT_SECONDS = 10  # the least JOB_TIME_LIMIT_SECONDS allows
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory, mnist_path: Path) -> Iterator[ServiceStack]:
+    stack = ServiceStack(
+        FAULTS_DB, tmp_path_factory.mktemp("time-limit"), MNIST_PATH=str(mnist_path),
+        JOB_TIME_LIMIT_SECONDS=str(LIMIT_SECONDS), PRELOAD_MODELS="false",
+    ).start()  # fmt: skip
+    yield stack
+    stack.stop()
+
+
+def seconds_run(job: dict) -> float:
+    started, finished = (
+        datetime.fromisoformat(job[name]) for name in ("started_at", "finished_at")
+    )
+    return (finished - started).total_seconds()
+
+
+def assert_the_worker_goes_on(stack: ServiceStack) -> None:
+    after = stack.wait_until_finished(stack.submit(steps=1)["id"])
+    assert after["status"] == "succeeded", after["error"]
+
+
+def test_a_job_running_past_the_limit_is_stopped_and_failed_saying_why(limited):
+    # Minutes of training on 2 CPU cores: far longer than the limit.
+    job = limited.submit("cnn", epochs=50, train_limit=6000, batch_size=32, test_limit=100, seed=0)
+    failed = limited.wait_until_finished(job["id"], timeout=LIMIT_SECONDS + GRACE_SECONDS + 60)
+    assert failed["status"] == "failed"
+    assert failed["error"] == time_limit_error(LIMIT_SECONDS)
+    assert "JOB_TIME_LIMIT_SECONDS" in failed["error"]
+    # Celery's clock starts a moment before the job records its start.
+    assert LIMIT_SECONDS - 1 < seconds_run(failed) < LIMIT_SECONDS + GRACE_SECONDS
+    assert limited.client.get("/models").json()["total"] == 0  # no model kept
+    assert_the_worker_goes_on(limited)
+
+
+def test_a_job_that_cannot_stop_is_killed_at_the_hard_limit_and_still_failed(limited):
+    job = limited.submit(**LONG_RUN)
+    child = limited.wait_until_running(job["id"])["worker"]["pid"]
+    # Stopped, the child runs no Python, as when stuck in native code: the soft limit's
+    # exception is never raised in it. Its heartbeat comes from the parent, so it is not lost.
+    os.kill(child, signal.SIGSTOP)
+    failed = limited.wait_until_finished(job["id"], timeout=LIMIT_SECONDS + GRACE_SECONDS + 30)
+    assert failed["status"] == "failed"
+    assert failed["error"] == time_limit_error(LIMIT_SECONDS, killed=True)
+    assert seconds_run(failed) > LIMIT_SECONDS + GRACE_SECONDS - 1
+    wait_for(lambda: not _alive(child), 10, f"the job's process {child} to be gone")
+    assert_the_worker_goes_on(limited)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A killed child stays a zombie until its parent reaps it.
+    status = Path(f"/proc/{pid}/stat")
+    return status.exists() and status.read_text().split(") ")[-1][:1] != "Z"
