@@ -22,8 +22,14 @@ from service.jobs.limits import (
     digit_network,
     estimate,
 )
+from service.jobs.store import JobStore
 from service.models.store import ModelStore
 from service.presets import PRESETS
+from service.settings import Settings
+from service.sweeps.runs import submit_sweep
+from service.sweeps.schemas import SweepSubmission
+from service.sweeps.store import SweepStore
+from service.worker.celery_app import create_celery_app
 from tests.conftest import FAULTS_DB
 from tests.stack import ServiceStack
 from training.calculator import build_calculator
@@ -258,3 +264,50 @@ def test_every_preset_and_every_default_is_accepted(idle):
     for kind in JOB_KINDS:
         response = idle.client.post("/jobs", json={"kind": kind})
         assert response.status_code == 202, (kind, response.text)
+
+
+WIDE_MLP = {"hidden_units": [4096, 4096]}  # a stored digit model a calculator may fine-tune
+
+
+@pytest.fixture(scope="module")
+def wide_mlp(idle) -> str:
+    """The id of a stored mlp model's record (its files are only read when a job runs)."""
+    models = ModelStore(idle.redis, idle.log_dir / "artifacts")
+    models.register("2" * 32, "mlp", "3" * 32, validated("mlp", **WIDE_MLP), {}, {})
+    return "2" * 32
+
+
+def fine_tuning(model_id: str, batch_size: int) -> dict:
+    return {"digit_model": model_id, "fine_tune": True, "batch_size": batch_size}
+
+
+def test_fine_tuning_a_stored_model_is_bounded_by_that_models_size(idle, wide_mlp):
+    classifier = digit_network("mlp", validated("mlp", **WIDE_MLP))
+    params = fine_tuning(wide_mlp, 8192)
+    size = estimate("calculator", validated("calculator", **params), classifier)
+    assert size.activation_bytes > MAX_ACTIVATION_BYTES
+    before = idle.client.get("/jobs").json()["total"]
+    response = idle.client.post("/jobs", json={"kind": "calculator", "params": params})
+    assert response.status_code == 422, response.text
+    assert f"{gib(size.activation_bytes)} of activation memory" in response.json()["detail"]
+    assert idle.client.get("/jobs").json()["total"] == before
+    largest = MAX_ACTIVATION_BYTES // size.bytes_per_example
+    accepted = {"kind": "calculator", "params": fine_tuning(wide_mlp, largest)}
+    assert idle.client.post("/jobs", json=accepted).status_code == 202
+
+
+def test_a_sweep_fine_tuning_a_stored_model_is_bounded_too(idle, wide_mlp):
+    submission = SweepSubmission.model_validate(
+        {
+            "base": {"kind": "calculator", "params": fine_tuning(wide_mlp, 32)},
+            "grid": {"batch_size": [32, 8192]},
+        }
+    )
+    celery = create_celery_app(Settings(redis_url=idle.redis_url))
+    before = idle.client.get("/jobs").json()["total"], idle.redis.llen("gpu")
+    with pytest.raises(InvalidJobError, match=r"In the cell \{'batch_size': 8192\}.*activation"):
+        submit_sweep(
+            JobStore(idle.redis, heartbeat_ttl_seconds=10), SweepStore(idle.redis), celery,
+            "gpu", submission, ModelStore(idle.redis, idle.log_dir / "artifacts"),
+        )  # fmt: skip
+    assert (idle.client.get("/jobs").json()["total"], idle.redis.llen("gpu")) == before

@@ -11,9 +11,10 @@ from celery import Celery
 
 from service.errors import ConflictError
 from service.jobs.kinds import InvalidJobError, JobKind, get_kind, validate_params
-from service.jobs.queue import enqueue_job
+from service.jobs.queue import check_model_references, enqueue_job
 from service.jobs.schemas import JobStatus
 from service.jobs.store import JobStore
+from service.models.store import ModelStore
 from service.sweeps.schemas import (
     MAX_SWEEP_JOBS,
     CellSummary,
@@ -40,8 +41,11 @@ def submit_sweep(
     celery: Celery,
     queue: str,
     submission: SweepSubmission,
+    models: ModelStore | None = None,
 ) -> SweepRecord:
-    """Validate every cell and replicate, then queue one job each and store the sweep."""
+    """Validate every cell and replicate (with `models`, also the stored models their params
+    name, and the size of a job that fine-tunes one), then queue one job each and store the
+    sweep."""
     kind = get_kind(submission.base.kind, location=("body", "base", "kind"))
     _check_grid(kind, submission)
     planned = []
@@ -50,6 +54,8 @@ def submit_sweep(
             params = _replicate_params(kind, submission.base.params | cell, replicate)
             try:
                 validated = validate_params(kind, params)
+                if models is not None:
+                    check_model_references(kind, validated, models)
             except InvalidJobError as error:
                 raise InvalidJobError(f"In the cell {cell}: {error.detail}", error.errors) from None
             planned.append((cell, replicate, validated))
