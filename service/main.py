@@ -44,6 +44,7 @@ from service.sweeps.store import SweepStore
 from service.worker.celery_app import celery_app
 
 logger = logging.getLogger(__name__)
+FORM_FIELDS = 4  # parts of a form beside its images (none today; room for some)
 DEFAULT_KINDS = (DIGIT_TASK.kinds[0], SUM_TASK.kinds[0])  # their newest models stay loaded
 REDIS_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5, "health_check_interval": 30}
 
@@ -172,7 +173,11 @@ def create_app() -> FastAPI:
         "preparing large images", get_settings().prepare_slots, "PREPARE_SLOTS"
     )
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=get_settings().max_request_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=get_settings().max_request_bytes,
+        max_parts=get_settings().max_images_per_request + FORM_FIELDS,
+    )
     app.add_middleware(AccessMiddleware, settings=get_settings())  # before any body is read
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)  # open: healthchecks carry no token

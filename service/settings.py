@@ -93,7 +93,7 @@ class Settings(BaseSettings):
         ),
     )
     prepare_slots: int = Field(
-        2,
+        1,
         ge=1,
         le=64,
         description=(

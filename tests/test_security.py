@@ -142,6 +142,10 @@ def test_a_request_with_more_images_than_allowed_is_refused_before_decoding(
     assert "65" in refused.json()["detail"] and "MAX_IMAGES_PER_REQUEST" in refused.json()["detail"]
     allowed = open_stack.client.post(f"/predict/digit?model={mlps[0]}", files=files[:64])
     assert allowed.status_code == 200 and len(allowed.json()["predictions"]) == 64
+    thousand = [("file", (f"{i}.png", png, "image/png")) for i in range(1000)]
+    cut_short = open_stack.client.post(f"/predict/digit?model={mlps[0]}", files=thousand)
+    assert cut_short.status_code == 413 and cut_short.json()["code"] == "too_many_images"
+    assert "MAX_IMAGES_PER_REQUEST" in cut_short.json()["detail"]
     instances = {"instances": [np.zeros((28, 28)).tolist()] * 65}
     served = open_stack.client.post(f"/v1/models/{mlps[0]}:predict", json=instances)
     assert served.status_code == 413 and served.json()["code"] == "too_many_images"
