@@ -23,8 +23,9 @@ def train_tiny_mlp(stack: ServiceStack) -> dict:
 
 
 @pytest.fixture(scope="module")
-def trained(stack: ServiceStack, mnist_path) -> dict:
-    return train_tiny_mlp(stack)
+def trained(stack: ServiceStack, digit_model: dict) -> dict:
+    """The job that trained the session's digit model (only read here)."""
+    return stack.job(digit_model["job_id"])
 
 
 def keys_of(stack: ServiceStack, job_id: str) -> list[str]:
