@@ -289,7 +289,9 @@ def test_fine_tuning_a_stored_model_is_bounded_by_that_models_size(idle, wide_ml
     before = idle.client.get("/jobs").json()["total"]
     response = idle.client.post("/jobs", json={"kind": "calculator", "params": params})
     assert response.status_code == 422, response.text
-    assert f"{gib(size.activation_bytes)} of activation memory" in response.json()["detail"]
+    detail = response.json()["detail"]
+    assert f"{gib(size.activation_bytes)} of activation memory" in detail
+    assert "a smaller stored digit_model" in detail
     assert idle.client.get("/jobs").json()["total"] == before
     largest = MAX_ACTIVATION_BYTES // size.bytes_per_example
     accepted = {"kind": "calculator", "params": fine_tuning(wide_mlp, largest)}

@@ -51,6 +51,7 @@ class JobSize:
     train_examples: int  # examples (calculator: sequences) per epoch after the validation split
     epochs: int
     example: str = "examples"
+    smaller_network: str | None = None  # how to make the network smaller, where params can
 
     @property
     def steps_per_epoch(self) -> int:
@@ -157,6 +158,8 @@ def digit_network(kind: str, params: dict[str, Any]) -> Network | None:
 
 # Jobs
 
+SMALLER_CNN = "fewer or smaller conv_filters, or fewer dense_units"
+
 
 def _after_split(examples: int, validation_split: float) -> int:
     return examples - int(examples * validation_split)  # as Keras' validation_split does
@@ -172,13 +175,16 @@ def estimate(
     """
     if kind in ("mlp", "cnn"):
         images = min(params["train_limit"] or MNIST_TRAIN_IMAGES, MNIST_TRAIN_IMAGES)
-        network = (
-            mlp_network(params["hidden_units"], params["dropout_rate"])
-            if kind == "mlp"
-            else cnn_network(params["conv_filters"], params["dense_units"], params["augment"])
-        )
+        if kind == "mlp":
+            network = mlp_network(params["hidden_units"], params["dropout_rate"])
+            smaller = "fewer or narrower hidden layers (hidden_units, or depth and width)"
+        else:
+            network = cnn_network(params["conv_filters"], params["dense_units"], params["augment"])
+            smaller = SMALLER_CNN
         examples = _after_split(images, params["validation_split"])
-        return JobSize(network, params["batch_size"], examples, params["epochs"])
+        return JobSize(
+            network, params["batch_size"], examples, params["epochs"], smaller_network=smaller
+        )
     if kind == "svhn_cnn":
         images = min(params["train_limit"] or SVHN_TRAIN_IMAGES, SVHN_TRAIN_IMAGES)
         examples = max(0, images - params["validation_size"])
@@ -194,22 +200,19 @@ def _calculator(params: dict[str, Any], stored_classifier: Network | None) -> Jo
         if not params["fine_tune"]:  # kept as it is: nothing trains
             return JobSize(None, batch_size, 0, epochs, "sequences")
         network = calculator_network(stored_classifier) if stored_classifier else None
+        smaller = "a smaller stored digit_model"
     else:
         classifier = cnn_network(params["conv_filters"], params["dense_units"], params["augment"])
         network = calculator_network(classifier)
+        smaller = SMALLER_CNN
     images = min(params["train_limit"] or MNIST_TRAIN_IMAGES, MNIST_TRAIN_IMAGES)
     sequences = params["train_sequences"] or max(1, images // SEQUENCE_LENGTH)
     examples = _after_split(sequences, params["validation_split"])
-    return JobSize(network, batch_size, examples, epochs, "sequences")
+    return JobSize(network, batch_size, examples, epochs, "sequences", smaller)
 
 
 # Limits
 
-LAYER_PARAMS = {
-    "mlp": "fewer or narrower hidden layers (hidden_units, or depth and width)",
-    "cnn": "fewer or smaller conv_filters, or fewer dense_units",
-    "calculator": "fewer or smaller conv_filters, or fewer dense_units",
-}
 SHORTER_RUN = {
     "mlp": "train_limit",
     "cnn": "train_limit",
@@ -227,13 +230,13 @@ def over_limits(kind: str, size: JobSize) -> list[str]:
         problems.append(
             f"the model would have an estimated {network.parameters:,} parameters, over the "
             f"limit of {MAX_PARAMETERS:,} (MAX_PARAMETERS); use "
-            f"{LAYER_PARAMS.get(kind, 'a smaller model')}"
+            f"{size.smaller_network or 'a smaller model'}"
         )
     activation_bytes, per_example = size.activation_bytes, size.bytes_per_example
     if activation_bytes is not None and per_example and activation_bytes > MAX_ACTIVATION_BYTES:
         largest_batch = MAX_ACTIVATION_BYTES // per_example
         options = [f"batch_size {largest_batch} or less"] if largest_batch else []
-        options += [LAYER_PARAMS[kind]] if kind in LAYER_PARAMS else []
+        options += [size.smaller_network] if size.smaller_network else []
         remedy = "use " + ", or ".join(options)
         problems.append(
             f"one training batch would need an estimated {_gib(activation_bytes)} of activation "
