@@ -47,9 +47,8 @@ def submit_preset(
     if preset is None:
         raise NotFoundError(f"No preset {name!r}. Expected one of: {', '.join(PRESETS)}.")
     if preset.submit_to == "/sweeps":
-        record = submit_sweep(
-            jobs, sweeps, celery, settings.job_queue, SweepSubmission.model_validate(preset.body)
-        )
+        submission = SweepSubmission.model_validate(preset.body)
+        record = submit_sweep(jobs, sweeps, celery, settings.job_queue, submission, models)
         response.headers["Location"] = f"/sweeps/{record.id}"
         return summarize(record, jobs)
     submission = JobSubmission.model_validate(preset.body)

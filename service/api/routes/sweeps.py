@@ -6,6 +6,7 @@ from service.api.deps import (
     CeleryDep,
     JobStoreDep,
     Limit,
+    ModelStoreDep,
     Offset,
     SettingsDep,
     SweepStoreDep,
@@ -31,9 +32,10 @@ def create_sweep(
     sweeps: SweepStoreDep,
     celery: CeleryDep,
     settings: SettingsDep,
+    models: ModelStoreDep,
 ) -> SweepRecord:
     """Queue one job per grid cell and replicate, after validating every one of them."""
-    record = submit_sweep(jobs, sweeps, celery, settings.job_queue, submission)
+    record = submit_sweep(jobs, sweeps, celery, settings.job_queue, submission, models)
     response.headers["Location"] = f"/sweeps/{record.id}"
     return summarize(record, jobs)
 
