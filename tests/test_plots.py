@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from service.plots import figures
+from service.plots.png import to_png
+from tests.conftest import STACK_DB
 from tests.photo_like import encode
+from tests.stack import ServiceStack, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +137,151 @@ def test_feature_maps_of_an_uploaded_digit(stack, digit_model, test_digits, mlp_
                             files=files)  # fmt: skip
     assert mlp.status_code == 422
     assert "cnn" in mlp.json()["detail"]
+
+
+def test_feature_maps_are_one_mosaic_per_convolution_layer(stack, digit_model, test_digits):
+    files = {"file": ("digit.png", encode(test_digits[0][1], "PNG"), "image/png")}
+    path = f"/models/{digit_model['id']}/plots/feature-maps.png"
+    first = stack.client.post(path, files=files, timeout=60)
+    assert first.status_code == 200, first.text
+    again = stack.client.post(path, files=files, headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 200  # a POST always gets its image (304 is for GET)
+    assert again.headers["etag"] == first.headers["etag"] and again.content == first.content
+    assert first.headers["cache-control"] == "private, no-cache"
+    other = {"file": ("digit.png", encode(test_digits[0][2], "PNG"), "image/png")}
+    assert stack.client.post(path, files=other, timeout=60).headers["etag"] != first.headers["etag"]
+
+    rng = np.random.default_rng(0)
+    layers = [("conv_1", rng.normal(size=(28, 28, 16))), ("conv_2", rng.normal(size=(14, 14, 32)))]
+    figure = figures.feature_maps("model", layers, np.zeros((28, 28)))
+    assert len(figure.axes) == 1 + len(layers)  # the input, then one axes per layer
+    for axis, (name, maps) in zip(figure.axes[1:], layers, strict=True):
+        assert axis.get_title().startswith(f"layer {name}: {maps.shape[-1]} filters")
+        [image] = axis.get_images()
+        assert np.array_equal(image.get_array().filled(np.nan), figures.mosaic(maps),
+                              equal_nan=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("count, grid", [(1, (1, 1)), (16, (4, 4)), (32, (4, 8)), (128, (8, 16))])
+def test_a_mosaic_holds_each_map_scaled_in_its_own_cell(count, grid):
+    rng = np.random.default_rng(count)
+    maps = rng.normal(size=(5, 7, count))
+    maps[..., 0] = 3.0  # a constant map
+    tiles = figures.mosaic(maps)
+    rows, columns = grid
+    assert tiles.shape == (rows * 6 - 1, columns * 8 - 1)
+    for index in range(rows * columns):
+        row, column = divmod(index, columns)
+        cell = tiles[row * 6 : row * 6 + 5, column * 8 : column * 8 + 7]
+        if index >= count:
+            assert np.isnan(cell).all()
+            continue
+        values = maps[..., index]
+        span = values.max() - values.min()
+        expected = np.zeros_like(values) if span == 0 else (values - values.min()) / span
+        np.testing.assert_allclose(cell, expected, rtol=1e-6, atol=1e-6)
+    if rows > 1:
+        assert np.isnan(tiles[5, :]).all()  # the gap between rows
+    if columns > 1:
+        assert np.isnan(tiles[:, 7]).all()  # and between columns
+
+
+def test_a_plot_is_rendered_once_and_then_revalidated(stack, mlp_job):
+    path = f"/jobs/{mlp_job['id']}/plots/history.png"
+    first = stack.client.get(path)
+    assert first.status_code == 200
+    etag = first.headers["etag"]
+    assert etag.startswith('"') and first.headers["cache-control"] == "no-cache"
+    unchanged = stack.client.get(path, headers={"If-None-Match": etag})
+    assert unchanged.status_code == 304 and unchanged.content == b""
+    assert unchanged.headers["etag"] == etag
+    weak_among_others = stack.client.get(path, headers={"If-None-Match": f'"other", W/{etag}'})
+    assert weak_among_others.status_code == 304
+    cached = stack.client.get(path, headers={"If-None-Match": '"other"'})
+    assert cached.status_code == 200 and cached.headers["etag"] == etag
+    history = stack.client.get(f"/jobs/{mlp_job['id']}/history").json()
+    fresh = to_png(figures.job_history(mlp_job["id"], "mlp", history))
+    assert cached.content == first.content == fresh
+    confusion = stack.client.get(f"/jobs/{mlp_job['id']}/plots/confusion.png")
+    assert confusion.headers["etag"] != etag
+
+
+def test_a_running_job_s_plot_changes_with_each_epoch_and_when_it_finishes(stack, mnist_path):
+    job = stack.submit("mlp", depth=2, width=64, epochs=6, train_limit=6000, test_limit=500,
+                       seed=1)  # fmt: skip
+    path = f"/jobs/{job['id']}/plots/history.png"
+
+    def plot_while_running(more_than: int) -> tuple[str, int] | None:
+        """The plot's ETag and its number of epochs, when it held more than `more_than` and
+        the job ran before and after (so the plot showed exactly that state)."""
+        before = stack.client.get(f"/jobs/{job['id']}/history").json()
+        if len(before) <= more_than or stack.job(job["id"])["status"] != "running":
+            return None
+        plot = stack.client.get(path, timeout=30)
+        after = stack.client.get(f"/jobs/{job['id']}/history").json()
+        running = stack.job(job["id"])["status"] == "running"
+        return (plot.headers["etag"], len(after)) if running and after == before else None
+
+    first, epochs = wait_for(lambda: plot_while_running(0), 120, "a first epoch", interval=0.2)
+    second, _ = wait_for(lambda: plot_while_running(epochs), 120, "another epoch", interval=0.2)
+    assert second != first
+    stale = stack.client.get(path, headers={"If-None-Match": first})
+    assert stale.status_code == 200 and stale.headers["etag"] != first
+    finished = stack.wait_until_finished(job["id"], timeout=180)
+    assert finished["status"] == "succeeded", finished["error"]
+    final = stack.client.get(path)
+    assert final.status_code == 200 and final.headers["etag"] not in (first, second)
+    revalidated = stack.client.get(path, headers={"If-None-Match": final.headers["etag"]})
+    assert revalidated.status_code == 304
+
+
+@pytest.fixture(scope="module")
+def one_plot_slot(stack, tmp_path_factory):
+    """A second API on the session stack's Redis DB and models, rendering one plot at a time."""
+    api = ServiceStack(
+        STACK_DB, tmp_path_factory.mktemp("one-plot-slot"),
+        ARTIFACTS_DIR=stack.env["ARTIFACTS_DIR"], PLOT_SLOTS="1", PRELOAD_MODELS="false",
+    )  # fmt: skip
+    api.start_api()  # not `start`: that would empty the shared DB
+    yield api
+    api.client.close()
+    api.api.stop()
+    api.redis.close()
+
+
+def test_renders_beyond_the_plot_slots_answer_503_and_cached_plots_still_answer(
+    one_plot_slot, digit_model, test_digits, mlp_job
+):
+    client = one_plot_slot.client
+    path = f"/models/{digit_model['id']}/plots/feature-maps.png"
+    page = cv2.resize(255 - test_digits[0][3], (3000, 3000), interpolation=cv2.INTER_CUBIC)
+    cached_upload = {"file": ("small.png", encode(test_digits[0][4], "PNG"), "image/png")}
+    assert client.post(path, files=cached_upload, timeout=60).status_code == 200
+    history = f"/jobs/{mlp_job['id']}/plots/history.png"
+    etag = client.get(history, timeout=60).headers["etag"]
+    start = threading.Barrier(7)
+
+    def render(index: int):
+        page[0, index] = 128  # a different image each: nothing is cached
+        upload = encode(page, "PNG")
+        start.wait()
+        return client.post(path, files={"file": ("page.png", upload, "image/png")}, timeout=60)
+
+    def from_cache(_: int) -> list[int]:
+        start.wait()
+        return [
+            client.post(path, files=cached_upload, timeout=60).status_code,
+            client.get(history, headers={"If-None-Match": etag}, timeout=60).status_code,
+        ]
+
+    with ThreadPoolExecutor(7) as pool:
+        renders = [pool.submit(render, index) for index in range(6)]
+        cached = pool.submit(from_cache, 0)
+        answers = [future.result() for future in renders]
+    statuses = [answer.status_code for answer in answers]
+    assert set(statuses) <= {200, 503}, [answer.text for answer in answers]
+    assert 200 in statuses and 503 in statuses, statuses
+    busy = next(answer for answer in answers if answer.status_code == 503)
+    assert busy.headers["retry-after"] == "1" and busy.json()["code"] == "busy"
+    assert "PLOT_SLOTS" in busy.json()["detail"]
+    assert cached.result() == [200, 304]
