@@ -1,9 +1,10 @@
 """Rendering the feature-maps plot of the default `cnn`, before and after issue 12, and what a
 cached plot costs.
 
-- before: the code at BEFORE (the commit preceding the change): a feature extractor built for
-  every request (`training.feature_maps.convolution_outputs`) and one matplotlib axes per
-  filter (224 for the default cnn), loaded from git so the two run side by side;
+- before: the code at BEFORE (the commit preceding the change), loaded from git so the two run
+  side by side: a feature extractor built for every request
+  (`training/feature_maps.py`'s `convolution_outputs`) and one matplotlib axes per filter (224
+  for the default cnn);
 - after, first: the extractor built once (per model, `service.plots.features`), one mosaic per
   layer; after, warm: what every later render of a new image costs;
 - cache hit: a GET of a plot already drawn (ETag digest and lookup);
@@ -55,14 +56,14 @@ from service.settings import Settings  # noqa: E402
 BEFORE = "bdc699e26c37f74d695860be5578caefe3f50b1c"
 
 
-def old_figures() -> types.ModuleType:
-    """service/plots/figures.py as it was at BEFORE."""
+def module_before(path: str) -> types.ModuleType:
+    """The module at `path` as it was at BEFORE (whatever became of it since)."""
     source = subprocess.run(
-        ["git", "show", f"{BEFORE}:service/plots/figures.py"],
-        capture_output=True, text=True, check=True, cwd=REPO_ROOT,
+        ["git", "show", f"{BEFORE}:{path}"], capture_output=True, text=True, check=True,
+        cwd=REPO_ROOT,
     ).stdout  # fmt: skip
-    module = types.ModuleType("figures_before")
-    exec(compile(source, "figures_before.py", "exec"), module.__dict__)
+    module = types.ModuleType(f"before_{Path(path).stem}")
+    exec(compile(source, path, "exec"), module.__dict__)
     return module
 
 
@@ -112,11 +113,11 @@ def main() -> None:
     from service.plots.features import feature_extractor
     from service.predict.models import load_stored_model
     from training.cnn import build_mnist_cnn
-    from training.feature_maps import convolution_outputs
 
     # The code before passes the model a bare tensor: Keras warns on every call.
     warnings.filterwarnings("ignore", message="The structure of `inputs`")
-    before = old_figures()
+    before = module_before("service/plots/figures.py")
+    convolution_outputs = module_before("training/feature_maps.py").convolution_outputs
     settings = Settings(_env_file=None)
     upload = Upload("digit.png", digit_png())
     with tempfile.TemporaryDirectory() as scratch:
