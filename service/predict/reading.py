@@ -80,7 +80,8 @@ def check_request_size(uploads: list[Upload], items: int, settings: Settings) ->
             f"The request carries {max(items, len(uploads))} images or inputs; at most {most} "
             "are read per request (MAX_IMAGES_PER_REQUEST). Split it into several requests."
         )
-    pixels = sum(upload.pixels for upload in uploads)
+    # An image over MAX_IMAGE_PIXELS is never decoded (its own 413 names it): not counted whole.
+    pixels = sum(min(upload.pixels, settings.max_image_pixels) for upload in uploads)
     if pixels > settings.max_request_pixels:
         raise TooManyImages(
             f"The request's images have {pixels:,} pixels together; at most "
