@@ -52,6 +52,17 @@ def wait_for(
         time.sleep(interval)
 
 
+def assert_some_busy(answers: list[httpx.Response], setting: str) -> None:
+    """Concurrent requests past a gate of `setting` slots: each answered 200 or 503, some of
+    each, the 503s in the API's error shape with `Retry-After` and the setting named."""
+    statuses = [answer.status_code for answer in answers]
+    assert set(statuses) <= {200, 503}, [answer.text for answer in answers]
+    assert 200 in statuses and 503 in statuses, statuses
+    busy = next(answer for answer in answers if answer.status_code == 503)
+    assert busy.headers["retry-after"] == "1" and busy.json()["code"] == "busy"
+    assert setting in busy.json()["detail"]
+
+
 class ManagedProcess:
     """A child process in its own process group, logging to a file."""
 

@@ -86,24 +86,11 @@ def run_job(job_id: str, worker_hostname: str) -> None:
     try:
         arguments, started_from = _arguments(kind, record, settings, models, model_id)
         result = {**_entry_point(kind)(**arguments, progress=reporter), **started_from}
-    except TrainingCancelled:
-        reporter.flush()
-        _discard(models, model_id)
-        store.finish(job_id, JobStatus.CANCELLED)
-        logger.info("Job %s cancelled.", job_id)
-        return
-    except SoftTimeLimitExceeded:
-        reporter.flush()
-        _discard(models, model_id)
-        logger.warning("Job %s ran past its time limit; stopped.", job_id)
-        error = time_limit_error(settings.job_time_limit_seconds)
-        store.finish(job_id, JobStatus.FAILED, error=error)
-        return
     except Exception as error:
         reporter.flush()
         _discard(models, model_id)
-        logger.exception("Job %s failed.", job_id)
-        store.finish(job_id, JobStatus.FAILED, error=f"{type(error).__name__}: {error}")
+        status, message = _how_it_ended(job_id, error, settings)
+        store.finish(job_id, status, error=message)
         return
     reporter.flush()
     if model_id is not None:
@@ -118,6 +105,20 @@ def run_job(job_id: str, worker_hostname: str) -> None:
             model_id, kind.name, job_id, record.params, metrics, result.get("files", {})
         )
     logger.info("Job %s succeeded.", job_id)
+
+
+def _how_it_ended(
+    job_id: str, error: Exception, settings: Settings
+) -> tuple[JobStatus, str | None]:
+    """The status and error of a job its training function left with `error` (logged)."""
+    if isinstance(error, TrainingCancelled):
+        logger.info("Job %s cancelled.", job_id)
+        return JobStatus.CANCELLED, None
+    if isinstance(error, SoftTimeLimitExceeded):
+        logger.warning("Job %s ran past its time limit; stopped.", job_id)
+        return JobStatus.FAILED, time_limit_error(settings.job_time_limit_seconds)
+    logger.exception("Job %s failed.", job_id)
+    return JobStatus.FAILED, f"{type(error).__name__}: {error}"
 
 
 def _arguments(
