@@ -18,7 +18,6 @@ from service.api.body_limit import BodyLimitMiddleware
 from service.api.deps import ReadAccess
 from service.api.errors import register_exception_handlers
 from service.api.exposure import check_exposure
-from service.api.gates import Gate
 from service.api.metrics_middleware import RequestMetricsMiddleware
 from service.api.request_id import RequestIdMiddleware
 from service.api.routes import (
@@ -35,6 +34,7 @@ from service.api.routes import (
 )
 from service.bootstrap import load_default_models, queue_missing_models
 from service.errors import ServiceError
+from service.gates import Gate
 from service.jobs.store import JobStore
 from service.metrics import ServiceMetrics
 from service.models.store import ModelStore
@@ -176,6 +176,7 @@ def create_app() -> FastAPI:
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=get_settings().max_request_bytes,
+        max_json_bytes=min(get_settings().max_json_bytes, get_settings().max_request_bytes),
         max_parts=get_settings().max_images_per_request + FORM_FIELDS,
     )
     app.add_middleware(AccessMiddleware, settings=get_settings())  # before any body is read

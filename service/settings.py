@@ -72,6 +72,14 @@ class Settings(BaseSettings):
         gt=0,
         description="Largest request body, all files of an upload together, in bytes.",
     )
+    max_json_bytes: int = Field(
+        8_000_000,
+        gt=0,
+        description=(
+            "Largest JSON request body, in bytes (JSON is parsed whole before a route runs; "
+            "large images go as multipart uploads)."
+        ),
+    )
     max_upload_bytes: int = Field(
         20_000_000, gt=0, description="Largest image file a prediction accepts, in bytes."
     )

@@ -61,6 +61,7 @@ SVHN_SAMPLE = REPO_ROOT.parent / "shared/data/svhn_small.mat"
 UPLOAD_LIMIT_BYTES = 3_000_000
 UPLOAD_LIMIT_PIXELS = 30_000_000
 REQUEST_LIMIT_BYTES = 12_000_000
+JSON_LIMIT_BYTES = 4_000_000
 
 
 @pytest.fixture(scope="session")
@@ -83,6 +84,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, svhn_dir: Path) -> Iterator[
         "MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT_BYTES),
         "MAX_IMAGE_PIXELS": str(UPLOAD_LIMIT_PIXELS),
         "MAX_REQUEST_BYTES": str(REQUEST_LIMIT_BYTES),
+        "MAX_JSON_BYTES": str(JSON_LIMIT_BYTES),
     }
     if mnist:
         settings["MNIST_PATH"] = str(mnist)

@@ -253,16 +253,19 @@ def test_health_reports_redis_and_live_workers(stack):
 
 
 def test_a_request_body_over_the_limit_is_refused_before_it_is_read(client):
-    from tests.conftest import REQUEST_LIMIT_BYTES
+    from tests.conftest import JSON_LIMIT_BYTES, REQUEST_LIMIT_BYTES
 
-    padding = "x" * (REQUEST_LIMIT_BYTES + 1)
+    padding = "x" * (JSON_LIMIT_BYTES + 1)
     response = client.post("/jobs", json={"kind": "backprop", "params": {}, "pad": padding})
     assert response.status_code == 413, response.text
     assert response.json()["code"] == "request_too_large"
-    assert "MAX_REQUEST_BYTES" in response.json()["detail"]
+    assert "MAX_JSON_BYTES" in response.json()["detail"]
+    upload = client.post("/predict/digit", files={"file": ("a.png", b"0" * REQUEST_LIMIT_BYTES)})
+    assert upload.status_code == 413, upload.text
+    assert "MAX_REQUEST_BYTES" in upload.json()["detail"]
 
     def chunks():  # no Content-Length: counted as it arrives
-        for _ in range(REQUEST_LIMIT_BYTES // 1_000_000 + 2):
+        for _ in range(JSON_LIMIT_BYTES // 1_000_000 + 2):
             yield b" " * 1_000_000
 
     streamed = client.post("/jobs", content=chunks(), headers={"content-type": "application/json"})

@@ -6,12 +6,14 @@ import struct
 import zlib
 from datetime import UTC, datetime
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from service.api.routes.predict import _more_accurate
 from service.models.store import ModelRecord
+from service.predict.decode import decode_upload, decoded_pixels
 from tests.conftest import FAULTS_DB, UPLOAD_LIMIT_BYTES
 from tests.photo_like import encode, photo_of_digit
 from tests.stack import ServiceStack
@@ -217,3 +219,20 @@ def test_auto_sums_compare_only_comparable_measurements(calculator, digit_model,
     assert record is found[expected]
     only = {"calculator": found["calculator"]}
     assert _more_accurate(only) == (found["calculator"], "calculator")
+
+
+def test_large_jpegs_decode_at_reduced_scale_into_the_same_28x28_image(mnist_path):
+    """A photo over preparation's working size decodes at 1/2..1/8 scale (as many pixels as
+    the request budget counted) and prepares to what the full decode prepares to."""
+    rng = np.random.default_rng(0)
+    with np.load(mnist_path) as data:
+        digits = data["x_test"][:3]
+    for digit in digits:
+        photo = photo_of_digit(digit, rng)
+        large = cv2.resize(photo, (photo.shape[1] * 4, photo.shape[0] * 4))
+        upload = encode(large, "JPEG")
+        drafted = decode_upload(upload, "photo.jpg", 10**9, 10**9)
+        full = np.asarray(Image.open(io.BytesIO(upload)).convert("L"))
+        assert drafted.size == decoded_pixels(upload) < full.size
+        difference = np.abs(to_mnist(drafted).image - to_mnist(full).image)
+        assert difference.mean() < 1.0  # of 255

@@ -16,7 +16,9 @@ import pytest
 from PIL import Image
 from redis import Redis
 
+from service.api.exposure import trusted_hosts
 from service.models.store import ModelStore
+from service.settings import Settings
 from tests.conftest import SECURITY_DB
 from tests.photo_like import encode
 from tests.stack import ServiceStack, assert_some_busy, wait_for
@@ -60,6 +62,25 @@ def test_only_loopback_host_names_are_answered_without_a_token(open_stack):
     assert "ALLOWED_HOSTS" in rebound.json()["detail"]
     for host in ("localhost", "127.0.0.1", f"127.0.0.1:{open_stack.port}"):
         assert open_stack.client.get("/models", headers={"Host": host}).status_code == 200
+
+
+def test_host_names_are_compared_without_case_and_loopback_stays_allowed():
+    hosts = trusted_hosts(Settings(allowed_hosts=["Digits.Example.com"], api_token="t" * 16))
+    assert "digits.example.com" in hosts and "127.0.0.1" in hosts  # the healthcheck's
+
+
+def test_uppercase_loopback_names_are_answered(open_stack):
+    assert open_stack.client.get("/models", headers={"Host": "LOCALHOST"}).status_code == 200
+
+
+def test_the_own_page_behind_a_proxy_is_not_cross_site(open_stack):
+    behind = open_stack.client.post(
+        "/jobs",
+        json={"kind": "backprop"},
+        headers={"Origin": "https://digits.example.com",
+                 "X-Forwarded-Host": "digits.example.com, inner.proxy"},
+    )  # fmt: skip
+    assert behind.status_code == 202, behind.text
 
 
 def test_a_change_sent_by_a_browser_from_another_site_is_refused(open_stack):
@@ -146,9 +167,30 @@ def test_a_request_with_more_images_than_allowed_is_refused_before_decoding(
     cut_short = open_stack.client.post(f"/predict/digit?model={mlps[0]}", files=thousand)
     assert cut_short.status_code == 413 and cut_short.json()["code"] == "too_many_images"
     assert "MAX_IMAGES_PER_REQUEST" in cut_short.json()["detail"]
+    # The boundary as Starlette's parser reads it: the first Content-Type, its last boundary.
+    body = (
+        b"".join(
+            b'--abc\r\nContent-Disposition: form-data; name="file"; filename="d.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n" + png + b"\r\n"
+            for _ in range(200)
+        )
+        + b"--abc--\r\n"
+    )
+    for content_type in ("multipart/form-data; boundary=zzz; boundary=abc",
+                         "multipart/form-data; boundary =abc"):  # fmt: skip
+        tricked = open_stack.client.post(f"/predict/digit?model={mlps[0]}", content=body,
+                                         headers={"Content-Type": content_type})  # fmt: skip
+        assert tricked.status_code == 413, (content_type, tricked.text)
+        assert tricked.json()["code"] == "too_many_images"
     instances = {"instances": [np.zeros((28, 28)).tolist()] * 65}
     served = open_stack.client.post(f"/v1/models/{mlps[0]}:predict", json=instances)
     assert served.status_code == 413 and served.json()["code"] == "too_many_images"
+
+
+def test_numbers_too_large_for_an_array_are_refused_clearly(open_stack, mlps):
+    huge = {"instances": [[[10**400] * 28] * 28]}
+    answer = open_stack.client.post(f"/v1/models/{mlps[0]}:predict", json=huge)
+    assert answer.status_code == 422 and answer.json()["code"] == "invalid_instance"
 
 
 def test_tiny_files_of_huge_images_are_refused_by_the_pixel_budget(open_stack, mlps):

@@ -48,6 +48,16 @@ def required_access(method: str, path: str) -> Access:
     return Access.WRITE
 
 
+def _own_origin(request: Request, netloc: str, allowed_hosts: list[str]) -> bool:
+    """Whether a browser's Origin is this service's: the Host it asked, the host a proxy
+    forwarded (X-Forwarded-Host, its first), or one of ALLOWED_HOSTS (a proxy may rewrite
+    Host and send no X-Forwarded-Host)."""
+    forwarded = request.headers.get("x-forwarded-host", "").split(",")[0]
+    if netloc.lower() in {request.headers.get("host", "").lower(), forwarded.strip().lower()}:
+        return True
+    return any(_host_matches(_host_name(netloc), host.lower()) for host in allowed_hosts)
+
+
 class BadHost(ServiceError):
     status_code = 400
     code = "bad_host"
@@ -76,7 +86,7 @@ class AccessMiddleware:
         if self.hosts is not None:
             _check_host(request, self.hosts)
         if request.method not in SAFE_METHODS:
-            _check_same_site(request)
+            _check_same_site(request, self.settings.allowed_hosts)
         if self.settings.api_token is None:
             return
         level = required_access(request.method, request.url.path)
@@ -88,12 +98,17 @@ class AccessMiddleware:
 
 def _check_host(request: Request, hosts: list[str]) -> None:
     given = request.headers.get("host", "")
-    name = given.rsplit(":", 1)[0] if not given.endswith("]") else given
-    if not any(_host_matches(name, pattern) for pattern in hosts):
+    if not any(_host_matches(_host_name(given), pattern) for pattern in hosts):
         raise BadHost(
             f"This API does not answer for host {given!r}; it answers {', '.join(hosts)}. "
             "Reach it by one of those names, or add yours to ALLOWED_HOSTS."
         )
+
+
+def _host_name(host: str) -> str:
+    """`host` (a Host header or an origin's netloc) without its port, lowercase."""
+    host = host.strip().lower()
+    return host if host.endswith("]") else host.rsplit(":", 1)[0]
 
 
 def _host_matches(name: str, pattern: str) -> bool:
@@ -104,14 +119,13 @@ def _host_matches(name: str, pattern: str) -> bool:
     return name == pattern
 
 
-def _check_same_site(request: Request) -> None:
+def _check_same_site(request: Request, allowed_hosts: list[str]) -> None:
     """Refuse a change that a browser sent from another site (cross-site request forgery): the
     API's own page sends requests from its own origin."""
     origin = request.headers.get("origin")
     cross_site = request.headers.get("sec-fetch-site") == "cross-site"
     if origin is not None:
-        hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")}
-        cross_site = cross_site or urlsplit(origin).netloc not in hosts
+        cross_site = cross_site or not _own_origin(request, urlsplit(origin).netloc, allowed_hosts)
     if cross_site:
         raise ForbiddenError(
             f"A browser sent this {request.method} from another site ({origin or 'unknown'}); "

@@ -1,21 +1,26 @@
-"""Refuse request bodies over MAX_REQUEST_BYTES with the API's error shape: at once when the
-declared Content-Length is over, and as soon as a body sent without one passes the limit; and
-multipart forms with more parts than MAX_IMAGES_PER_REQUEST allows, as soon as they pass it."""
+"""Refuse request bodies over their limit with the API's error shape: at once when the declared
+Content-Length is over, and as soon as a body sent without one passes it. JSON bodies have a
+lower limit (MAX_JSON_BYTES) than uploads (MAX_REQUEST_BYTES): FastAPI parses JSON whole, on
+the event loop, before any route runs. Multipart forms are refused as soon as they pass the
+parts MAX_IMAGES_PER_REQUEST allows."""
 
 from __future__ import annotations
 
+from python_multipart.multipart import parse_options_header
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import error_response
 
 
-class _BodyTooLarge(BaseException):
+class _Refused(BaseException):
     """Raised from `receive`. A BaseException, because FastAPI turns any Exception raised
     while it reads a body into a 400 "error parsing the body"."""
 
-
-class _TooManyParts(BaseException):
-    """Raised from `receive` when a multipart body has more parts than any request may."""
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
 
 
 class _PartCounter:
@@ -28,43 +33,49 @@ class _PartCounter:
         self.seen = 0
         self.tail = b""
 
-    @classmethod
-    def of(cls, scope: Scope, most: int) -> _PartCounter | None:
-        content_type = dict(scope["headers"]).get(b"content-type", b"")
-        kind, _, parameters = content_type.partition(b";")
-        if kind.strip().lower() != b"multipart/form-data":
-            return None
-        for parameter in parameters.split(b";"):
-            name, _, value = parameter.strip().partition(b"=")
-            if name.lower() == b"boundary" and value:
-                return cls(value.strip(b'"'), most)
-        return None
-
     def feed(self, chunk: bytes) -> None:
         data = self.tail + chunk
         self.seen += data.count(self.delimiter)
         self.tail = data[-(len(self.delimiter) - 1) :]  # a delimiter split across chunks
         if self.seen - 1 > self.most:  # the last delimiter closes the form
-            raise _TooManyParts
+            raise _Refused(
+                "too_many_images",
+                f"The form has more than {self.most} parts; a request carries at most "
+                f"{self.most} (MAX_IMAGES_PER_REQUEST, plus a few fields). Split it into "
+                "several requests.",
+            )
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int, max_parts: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_json_bytes: int, max_parts: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_json_bytes = max_json_bytes
         self.max_parts = max_parts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length", b"0")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(int(declared), scope, receive, send)
+        headers = Headers(scope=scope)
+        # Read as Starlette's form parser reads it: the first header, its last boundary.
+        content_type, options = parse_options_header(headers.get("content-type"))
+        if content_type == b"application/json":
+            limit, setting = self.max_json_bytes, "MAX_JSON_BYTES"
+        else:
+            limit, setting = self.max_bytes, "MAX_REQUEST_BYTES"
+        boundary = options.get(b"boundary")
+        parts = (
+            _PartCounter(boundary, self.max_parts)
+            if content_type == b"multipart/form-data" and boundary
+            else None
+        )
+        declared = headers.get("content-length", "0")
+        if declared.isdigit() and int(declared) > limit:
+            await self._answer(_too_large(int(declared), limit, setting), scope, receive, send)
             return
         received = 0
         started = False
-        parts = _PartCounter.of(scope, self.max_parts)
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -72,8 +83,8 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 chunk = message.get("body", b"")
                 received += len(chunk)
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
+                if received > limit:
+                    raise _too_large(received, limit, setting)
                 if parts is not None:
                     parts.feed(chunk)
             return message
@@ -85,31 +96,23 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, counting_receive, watching_send)
-        except _BodyTooLarge:
+        except _Refused as refused:
             if started:
                 raise
-            await self._refuse(received, scope, receive, send)
-        except _TooManyParts:
-            if started:
-                raise
-            await self._refuse_parts(scope, receive, send)
+            await self._answer(refused, scope, receive, send)
 
-    async def _refuse(self, size: int, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            413,
-            "request_too_large",
-            f"The request body is over {self.max_bytes:,} bytes (at least {size:,} were sent); "
-            f"at most {self.max_bytes:,} are accepted (MAX_REQUEST_BYTES). Send fewer or "
-            f"smaller files.",
-        )
-        await response(scope, receive, send)
+    async def _answer(self, refused: _Refused, scope: Scope, receive: Receive, send: Send) -> None:
+        await error_response(413, refused.code, refused.detail)(scope, receive, send)
 
-    async def _refuse_parts(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            413,
-            "too_many_images",
-            f"The form has more than {self.max_parts} parts; a request carries at most "
-            f"{self.max_parts} (MAX_IMAGES_PER_REQUEST, plus a few fields). Split it into "
-            "several requests.",
-        )
-        await response(scope, receive, send)
+
+def _too_large(size: int, limit: int, setting: str) -> _Refused:
+    advice = (
+        "Send large images as multipart uploads, or fewer per request."
+        if setting == "MAX_JSON_BYTES"
+        else "Send fewer or smaller files."
+    )
+    return _Refused(
+        "request_too_large",
+        f"The request body is over {limit:,} bytes (at least {size:,} were sent); at most "
+        f"{limit:,} are accepted ({setting}). {advice}",
+    )

@@ -11,8 +11,8 @@ from celery import Celery
 from fastapi import Depends, Query, Request
 from redis import Redis
 
-from service.api.gates import Gate
 from service.errors import ForbiddenError, UnauthorizedError
+from service.gates import Gate
 from service.jobs.store import JobStore
 from service.models.store import ModelStore
 from service.predict.models import ModelCache, ModelResolver

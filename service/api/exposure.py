@@ -57,10 +57,11 @@ def is_loopback(host: str) -> bool:
 
 
 def trusted_hosts(settings: Settings) -> list[str] | None:
-    """Host headers to answer (None: any). ALLOWED_HOSTS when set; else, without a token and not
-    explicitly open, loopback names only."""
+    """Host names to answer, lowercase (None: any). ALLOWED_HOSTS, with loopback names (the
+    container's healthcheck asks 127.0.0.1); else, without a token and not explicitly open,
+    loopback names only."""
     if settings.allowed_hosts:
-        return settings.allowed_hosts
+        return [host.lower() for host in settings.allowed_hosts] + LOOPBACK_HOST_NAMES
     if settings.api_token is None and not settings.allow_open_api:
         return LOOPBACK_HOST_NAMES
     return None

@@ -70,6 +70,17 @@ return {}
 """
 
 
+# Points an alias at a model if the model exists; returns {found, the id it named before or ''}.
+SET_ALIAS_SCRIPT = """
+local alias, model_id = ARGV[1], ARGV[2]
+if redis.call('EXISTS', 'model:' .. model_id) == 0 then return {0, ''} end
+local previous = redis.call('HGET', 'models:aliases', alias) or ''
+redis.call('HSET', 'models:aliases', alias, model_id)
+redis.call('PUBLISH', 'models:changed', model_id)
+return {1, previous}
+"""
+
+
 class ModelRecord(BaseModel):
     id: str
     kind: str
@@ -92,6 +103,7 @@ class ModelStore:
         self.root = Path(artifacts_dir).resolve() / "models"
         self._find = redis.register_script(FIND_MODEL_SCRIPT)
         self._delete = redis.register_script(DELETE_MODEL_SCRIPT)
+        self._set_alias = redis.register_script(SET_ALIAS_SCRIPT)
 
     def model_dir(self, model_id: str) -> Path:
         """The folder holding the model's files; `NotFoundError` for a malformed id."""
@@ -213,13 +225,11 @@ class ModelStore:
                 f"{alias!r} is a job kind, which names the newest model of that kind in "
                 f"/v1/models/{alias}; choose another alias, e.g. '{alias}-production'."
             )
-        self.find(model_id)  # it must exist
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hget(ALIASES_KEY, alias)
-        pipe.hset(ALIASES_KEY, alias, model_id)
-        pipe.publish(MODELS_CHANGED_CHANNEL, model_id)
-        previous, _, _ = pipe.execute()
-        return previous if previous != model_id else None
+        # In one step with the check that the model exists: a delete cannot come between.
+        found, previous = self._set_alias(args=[alias, model_id])
+        if not found:
+            raise NotFoundError(_not_found_message(model_id))
+        return previous if previous not in ("", model_id) else None
 
     def delete_alias(self, alias: str) -> str:
         """Remove `alias`; returns the id it named. `NotFoundError` if there is no such alias."""

@@ -16,12 +16,14 @@ from service.predict.models import load_stored_model
 Extractor = Callable[[np.ndarray], list[tuple[str, np.ndarray]]]
 
 
-# Small: each entry keeps its model alive, whatever the prediction cache unloads.
+# Small: each entry keeps its own copy of a model alive, outside MODEL_CACHE_BYTES and whatever
+# the prediction cache unloads (a deleted model's too, until two others push it out).
 @functools.lru_cache(maxsize=2)
 def feature_extractor(path: Path) -> Extractor:
-    """For the stored model at `path` (loaded once per process, shared with predictions): a
-    function from one input (without the batch axis) to each Conv2D layer's name and output
-    (height, width, filters), in the order the layers run."""
+    """For the stored model at `path` (loaded once per process by `load_stored_model`, apart
+    from the copy the predictions' batcher holds): a function from one input (without the
+    batch axis) to each Conv2D layer's name and output (height, width, filters), in the order
+    the layers run."""
     model = load_stored_model(path)
     convolutions = [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]
     if not convolutions:

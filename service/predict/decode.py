@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 
 import numpy as np
@@ -12,6 +13,8 @@ from service.errors import ServiceError
 from training.digit_images import WORK_SIZE
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")
+# What Pillow's readers raise on malformed files.
+MALFORMED = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error)
 
 
 class UnsupportedImage(ServiceError):
@@ -53,7 +56,7 @@ def decode_upload(data: bytes, name: str, max_bytes: int, max_pixels: int) -> np
             image.seek(0)  # the first frame of an animation
             image = ImageOps.exif_transpose(image)
             return _to_gray(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except MALFORMED as error:
         raise UnsupportedImage(
             f"{name!r} is not an image this service can read ({error or 'unknown format'}). "
             f"Send one of: {', '.join(ACCEPTED_FORMATS)}."

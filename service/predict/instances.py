@@ -94,7 +94,7 @@ def _array(instance: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
     expected = "x".join(map(str, shape))
     try:
         array = np.asarray(instance, dtype=np.float32)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise InvalidInstance(
             f"{where} is not an array of numbers; expected a {expected} array of numbers "
             f'(0..255, white ink on black) or {{"b64": "<base64 image file>"}}.'

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from service.errors import ConflictError, ServiceError
+from service.gates import Busy
 from service.jobs.schemas import JobStatus
 from service.jobs.store import JobStore
 from service.models.store import (
@@ -35,6 +36,8 @@ from service.models.store import (
 from service.predict.batching import MicroBatcher, Outputs
 
 logger = logging.getLogger(__name__)
+
+LOAD_WAIT_SECONDS = 5.0  # how long a request waits for another request's model load
 
 
 class WrongModelKind(ServiceError):
@@ -207,7 +210,8 @@ class ModelCache:
         self._on_batch = on_batch
         self._on_load = on_load
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()  # least recently used first
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # changes of `_models`
+        self._loading = threading.Lock()
 
     def peek(self, record: ModelRecord) -> LoadedModel | None:
         """The model if it is already in memory (now its most recently used)."""
@@ -222,12 +226,24 @@ class ModelCache:
         loaded = self.peek(record)
         if loaded is not None:
             return loaded
-        with self._lock:
-            if record.id not in self._models:
-                self._models[record.id] = self._load(record)
-                self._unload_beyond_budget(keep=record.id)
-                self._report()
-            return self._models[record.id]
+        # One load at a time (seconds of CPU each), and a bounded wait for it: a client naming
+        # model after model gets 503s, not a pile of threads that starves the thread pool.
+        if not self._loading.acquire(timeout=LOAD_WAIT_SECONDS):
+            raise Busy(
+                f"The service is busy loading another model into memory; model {record.id} is "
+                "not loaded yet and nothing was done. Retry in a few seconds."
+            )
+        try:
+            loaded = self._models.get(record.id)  # loaded by the request this one waited for
+            if loaded is None:
+                loaded = self._load(record)
+                with self._lock:
+                    self._models[record.id] = loaded
+                    self._unload_beyond_budget(keep=record.id)
+                    self._report()
+            return loaded
+        finally:
+            self._loading.release()
 
     def discard(self, model_id: str) -> None:
         """Unload a model (deleted from the store)."""
@@ -245,7 +261,8 @@ class ModelCache:
             loaded.batcher.close()
 
     def _unload_beyond_budget(self, keep: str) -> None:
-        total = sum(loaded.size_bytes for loaded in self._models.values())
+        # A copy: `peek` reorders the dict from the event loop, without the lock.
+        total = sum(loaded.size_bytes for loaded in list(self._models.values()))
         if total <= self.max_bytes:
             return
         try:

@@ -15,8 +15,8 @@ from fastapi import UploadFile
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from service.api.gates import Gate
 from service.errors import ServiceError
+from service.gates import Gate
 from service.predict.decode import decode_upload, decoded_pixels
 from service.predict.models import LoadedModel
 from service.settings import Settings
@@ -41,13 +41,15 @@ class WrongImageCount(ServiceError):
 
 T = TypeVar("T")
 
-# A request is prepared on the event loop when that is quick: a few images (or arrays), each
-# small (a 28x28 PNG takes 0.4 ms; a thread hop per request, with every thread contending
-# for the GIL, cost far more). Others, phone photos (0.1-0.3 s each) or large batches, go to
-# the thread pool so they never hold up other requests.
+# A request is prepared on the event loop when that is quick: a few images (or arrays), small
+# together (a 28x28 PNG takes 0.4 ms; a thread hop per request, with every thread contending
+# for the GIL, cost far more; 100k pixels take about 7 ms). Others go to the thread pool so
+# they never hold up other requests; those with large images (photos: 0.1-0.3 s each) hold
+# one of PREPARE_SLOTS while they are prepared.
 INLINE_ITEMS = 16
 INLINE_BYTES = 64_000
-INLINE_PIXELS = 1_000_000
+INLINE_PIXELS = 100_000  # all images of the request together
+GATED_PIXELS = 250_000  # all images of the request together
 
 
 class TooManyImages(ServiceError):
@@ -65,10 +67,6 @@ class Upload:
         """The pixels decoding it costs, from its header (0 if it has none: decoding refuses
         it with its reason, at no cost)."""
         return decoded_pixels(self.data) or 0
-
-    @property
-    def is_small(self) -> bool:
-        return len(self.data) <= INLINE_BYTES and self.pixels <= INLINE_PIXELS
 
 
 def check_request_size(uploads: list[Upload], items: int, settings: Settings) -> None:
@@ -90,16 +88,18 @@ def check_request_size(uploads: list[Upload], items: int, settings: Settings) ->
         )
 
 
-def is_light(uploads: list[Upload], items: int) -> bool:
-    """Whether preparing `items` inputs, of which `uploads` are image files, is quick."""
-    return items <= INLINE_ITEMS and all(upload.is_small for upload in uploads)
-
-
-async def prepare_where_fit(gate: Gate, light: bool, prepare: Callable[..., T], *args: Any) -> T:
-    """`prepare(*args)`: on the event loop when `light`, else in a thread, holding one of the
+async def prepare_where_fit(
+    gate: Gate, uploads: list[Upload], items: int, prepare: Callable[..., T], *args: Any
+) -> T:
+    """`prepare(*args)` for a request of `items` inputs, of which `uploads` are image files: on
+    the event loop when that is quick, else in a thread; with large images, holding one of the
     gate's slots (`Busy`, a 503, when every slot is taken)."""
-    if light:
+    pixels = sum(upload.pixels for upload in uploads)
+    size = sum(len(upload.data) for upload in uploads)
+    if items <= INLINE_ITEMS and pixels <= INLINE_PIXELS and size <= INLINE_BYTES:
         return prepare(*args)
+    if pixels <= GATED_PIXELS:
+        return await run_in_threadpool(prepare, *args)
     with gate.enter():
         return await run_in_threadpool(prepare, *args)
 

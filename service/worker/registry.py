@@ -6,7 +6,6 @@
 """
 
 import json
-import time
 from typing import Any
 
 from redis import Redis
@@ -19,13 +18,25 @@ def worker_key(hostname: str) -> str:
     return WORKER_KEY_PREFIX + hostname
 
 
+# Both by Redis' own clock (TIME), so workers and API processes whose clocks differ agree.
+PUBLISH_SCRIPT = """
+local now = redis.call('TIME')
+local expires = tonumber(now[1]) + tonumber(now[2]) / 1e6 + tonumber(ARGV[3]) / 1000
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[2], expires, ARGV[1])
+"""
+LIVE_SCRIPT = """
+local now = redis.call('TIME')
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(now[1]) + tonumber(now[2]) / 1e6)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
+
 def publish_worker(redis: Redis, info: dict[str, Any], ttl_ms: int) -> None:
     """Write (or refresh) a worker's record, valid for `ttl_ms`."""
     hostname = info["hostname"]
-    pipe = redis.pipeline(transaction=True)
-    pipe.set(worker_key(hostname), json.dumps(info), px=ttl_ms)
-    pipe.zadd(LIVE_WORKERS_KEY, {hostname: time.time() + ttl_ms / 1000})
-    pipe.execute()
+    redis.eval(PUBLISH_SCRIPT, 2, worker_key(hostname), LIVE_WORKERS_KEY,
+               hostname, json.dumps(info), ttl_ms)  # fmt: skip
 
 
 def withdraw_worker(redis: Redis, hostname: str) -> None:
@@ -37,9 +48,6 @@ def withdraw_worker(redis: Redis, hostname: str) -> None:
 
 def live_workers(redis: Redis) -> list[dict[str, Any]]:
     """The records of every worker whose liveness record has not expired."""
-    pipe = redis.pipeline(transaction=True)
-    pipe.zremrangebyscore(LIVE_WORKERS_KEY, "-inf", time.time())
-    pipe.zrange(LIVE_WORKERS_KEY, 0, -1)
-    _, hostnames = pipe.execute()
+    hostnames = redis.eval(LIVE_SCRIPT, 1, LIVE_WORKERS_KEY)
     values = redis.mget([worker_key(name) for name in hostnames]) if hostnames else []
     return [json.loads(value) for value in values if value]

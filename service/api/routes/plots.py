@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import JobStoreDep, ModelStoreDep, SettingsDep, SweepStoreDep
 from service.api.errors import ERROR_RESPONSES
-from service.api.gates import Gate
+from service.gates import Gate
 from service.models.store import ModelStore
 from service.plots import figures, sources
 from service.plots.cache import PngCache, etag_matches, plot_etag

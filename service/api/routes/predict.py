@@ -26,7 +26,6 @@ from service.predict.reading import (
     SumReading,
     Upload,
     check_request_size,
-    is_light,
     png_base64,
     prepare_digit,
     prepare_sequence,
@@ -119,8 +118,9 @@ async def predict_digit(
     with loaded.batcher.arriving():
         uploads = [await read_upload(upload, settings) for upload in file]
         check_request_size(uploads, len(uploads), settings)
-        light = is_light(uploads, len(uploads))
-        images = await prepare_where_fit(gate, light, _prepare_digits, uploads, settings)
+        images = await prepare_where_fit(
+            gate, uploads, len(uploads), _prepare_digits, uploads, settings
+        )
     info = ModelInfo(id=record.id, kind=record.kind)
     predictions = [
         DigitPrediction(
@@ -172,8 +172,9 @@ async def predict_sum(
         row = await read_upload(file, settings) if file is not None else None
         every_upload = uploads + ([row] if row else [])
         check_request_size(every_upload, len(every_upload), settings)
-        light = is_light(every_upload, len(every_upload))
-        images = await prepare_where_fit(gate, light, prepare_sequence, uploads, row, settings)
+        images = await prepare_where_fit(
+            gate, every_upload, len(every_upload), prepare_sequence, uploads, row, settings
+        )
     reading: SumReading = await (
         sum_with_calculator(loaded, images)
         if chosen == "calculator"

@@ -22,7 +22,7 @@ from service.predict.instances import (
     uploads_in,
 )
 from service.predict.models import DIGIT_TASK, SUM_TASK, ModelResolver, Task
-from service.predict.reading import check_request_size, is_light, prepare_where_fit
+from service.predict.reading import check_request_size, prepare_where_fit
 
 router = APIRouter(prefix="/v1/models", tags=["tf-serving"], responses=ERROR_RESPONSES)
 
@@ -88,9 +88,8 @@ async def predict(
         instances = decode_images(body.instances)
         uploads = uploads_in(instances)
         check_request_size(uploads, len(instances), settings)
-        light = is_light(uploads, len(instances))
         inputs = await prepare_where_fit(
-            gate, light, instances_to_array, instances, sequence, settings
+            gate, uploads, len(instances), instances_to_array, instances, sequence, settings
         )
     outputs = await loaded.batcher.outputs(inputs)
     return PredictResponse(
