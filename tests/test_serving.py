@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import FAULTS_DB
 from tests.photo_like import encode, photo_of_digit, photo_of_row, row_of_digits
 from tests.stack import ServiceStack, wait_for
+from training.data.prepared import prepare_images
 from training.data.sequences import DOUBTFUL_BELOW
 
 SEQUENCE = 10
@@ -274,14 +275,13 @@ def test_tf_serving_predict_matches_the_stored_model(stack, digit_model, test_di
     predictions = np.array(response.json()["predictions"])
     assert predictions.shape == (8, 10)
     assert response.json()["model"] == {"id": digit_model["id"], "kind": "cnn"}
-    # Raw arrays go to the model as they are: compare with the downloaded model itself.
+    # Arrays are prepared as the training images were: the downloaded model on them.
     model = _download(stack, digit_model["id"], tmp_path)
-    np.testing.assert_allclose(predictions[:5], model.predict(images[:5], verbose=0), atol=1e-5)
-    # Image files are prepared as uploads are.
-    uploaded = [
-        p["probabilities"] for p in post_digits(stack, images[5:8], model=digit_model["id"])
-    ]
-    np.testing.assert_allclose(predictions[5:], uploaded, atol=1e-5)
+    expected = model.predict(prepare_images(images[:5]), verbose=0)
+    np.testing.assert_allclose(predictions[:5], expected, atol=1e-5)
+    # Image files are prepared as uploads are: the same as the same digits uploaded.
+    uploaded = [p["probabilities"] for p in post_digits(stack, images[:8], model=digit_model["id"])]
+    np.testing.assert_allclose(predictions, uploaded, atol=1e-5)
 
 
 def test_tf_serving_predict_with_a_calculator(stack, calculator_model, test_digits, tmp_path):
@@ -292,7 +292,8 @@ def test_tf_serving_predict_with_a_calculator(stack, calculator_model, test_digi
     )
     assert response.status_code == 200, response.text
     predictions = response.json()["predictions"]
-    expected = _download(stack, calculator_model["id"], tmp_path).predict(sequences, verbose=0)
+    prepared = prepare_images(images[:20]).reshape(2, SEQUENCE, 28, 28)
+    expected = _download(stack, calculator_model["id"], tmp_path).predict(prepared, verbose=0)
     for name in ("sum", "cumulative", "digits"):
         got = np.array([prediction[name] for prediction in predictions])
         np.testing.assert_allclose(got, expected[name], atol=1e-4)
@@ -532,5 +533,6 @@ def test_tf_serving_a_large_batch_is_prepared_off_the_event_loop_alike(
         f"/v1/models/{digit_model['id']}:predict", json={"instances": images.tolist()}
     )
     assert response.status_code == 200, response.text
-    expected = _download(stack, digit_model["id"], tmp_path).predict(images, verbose=0)
+    model = _download(stack, digit_model["id"], tmp_path)
+    expected = model.predict(prepare_images(images), verbose=0)
     np.testing.assert_allclose(response.json()["predictions"], expected, atol=1e-5)

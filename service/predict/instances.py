@@ -1,8 +1,10 @@
 """TF Serving's row format: `instances` -> the arrays a model takes, and outputs -> rows.
 
 A digit model's instance is a 28x28 array of numbers (MNIST's convention: 0..255, white ink on
-black, as the model was trained) or `{"b64": "<image file>"}`, which is decoded and prepared
-like an upload. A calculator's instance is a 10x28x28 array or a list of 10 such objects.
+black) or `{"b64": "<image file>"}`, which is decoded and prepared like an upload. Arrays are
+prepared too, as the training images were (`prepare_images`): the models learn from prepared
+digits, and a raw MNIST digit differs from its prepared form by about 15/255 a pixel. A
+calculator's instance is a 10x28x28 array or a list of 10 such objects.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from service.errors import ServiceError
 from service.predict.reading import Upload, prepare_digit
 from service.settings import Settings
+from training.data.prepared import prepare_images
 from training.data.sequences import SEQUENCE_LENGTH
 
 DIGIT_SHAPE = (28, 28)
@@ -74,7 +77,7 @@ def output_rows(outputs: np.ndarray | dict[str, np.ndarray]) -> list[Any]:
 def _digit(instance: Any, where: str, settings: Settings) -> np.ndarray:
     if isinstance(instance, Upload):
         return prepare_digit(instance, settings)
-    return _array(instance, DIGIT_SHAPE, where)
+    return _prepared(_array(instance, DIGIT_SHAPE, where)[np.newaxis])[0]
 
 
 def _sequence(instance: Any, where: str, settings: Settings) -> np.ndarray:
@@ -87,7 +90,12 @@ def _sequence(instance: Any, where: str, settings: Settings) -> np.ndarray:
         return np.stack(
             [_digit(item, f"{where}[{i}]", settings) for i, item in enumerate(instance)]
         )
-    return _array(instance, (SEQUENCE_LENGTH, *DIGIT_SHAPE), where)
+    return _prepared(_array(instance, (SEQUENCE_LENGTH, *DIGIT_SHAPE), where))
+
+
+def _prepared(digits: np.ndarray) -> np.ndarray:
+    """(N, 28, 28) arrays of 0..255 numbers, prepared as the models' training images were."""
+    return prepare_images(np.clip(np.rint(digits), 0, 255).astype(np.uint8))
 
 
 def _array(instance: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
