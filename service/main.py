@@ -44,7 +44,6 @@ from service.sweeps.store import SweepStore
 from service.worker.celery_app import celery_app
 
 logger = logging.getLogger(__name__)
-FORM_FIELDS = 4  # parts of a form beside its images (none today; room for some)
 DEFAULT_KINDS = (DIGIT_TASK.kinds[0], SUM_TASK.kinds[0])  # their newest models stay loaded
 REDIS_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5, "health_check_interval": 30}
 
@@ -177,7 +176,7 @@ def create_app() -> FastAPI:
         BodyLimitMiddleware,
         max_bytes=get_settings().max_request_bytes,
         max_json_bytes=min(get_settings().max_json_bytes, get_settings().max_request_bytes),
-        max_parts=get_settings().max_images_per_request + FORM_FIELDS,
+        max_images=get_settings().max_images_per_request,
     )
     app.add_middleware(AccessMiddleware, settings=get_settings())  # before any body is read
     app.add_middleware(RequestIdMiddleware)

@@ -7,10 +7,12 @@ import io
 import json
 import re
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import httpx
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -40,14 +42,20 @@ def open_stack(tmp_path_factory, mnist_path):
 
 @pytest.fixture(scope="module")
 def mlps(open_stack) -> list[str]:
-    """Three tiny mlp models' ids."""
+    """Three tiny (untrained) mlp models, stored as a job stores its model: these tests are
+    about which models are loaded and who may reach them, not what they read."""
+    from training.mlp import build_mlp
+
+    store = ModelStore(open_stack.redis, open_stack.log_dir / "artifacts")
     ids = []
     for seed in range(3):
-        job = open_stack.submit("mlp", hidden_units=[16], epochs=1, train_limit=600,
-                                test_limit=100, seed=seed)  # fmt: skip
-        finished = open_stack.wait_until_finished(job["id"], timeout=120)
-        assert finished["status"] == "succeeded", finished["error"]
-        ids.append(finished["result"]["model_id"])
+        keras.utils.set_random_seed(seed)
+        model_id = uuid.uuid4().hex
+        folder = store.model_dir(model_id)
+        folder.mkdir(parents=True)
+        build_mlp([16]).save(folder / "model.keras")
+        store.register(model_id, "mlp", "test", {}, {}, {"keras": "model.keras"})
+        ids.append(model_id)
     return ids
 
 

@@ -12,6 +12,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import error_response
 
+FORM_FIELDS = 4  # parts of a form beside its images (none today; room for some)
+
 
 class _Refused(BaseException):
     """Raised from `receive`. A BaseException, because FastAPI turns any Exception raised
@@ -27,9 +29,9 @@ class _PartCounter:
     """Counts a multipart body's parts as it arrives, by its boundary, so that a form of a
     thousand files is refused after the first few dozen instead of parsed whole."""
 
-    def __init__(self, boundary: bytes, most: int) -> None:
+    def __init__(self, boundary: bytes, max_images: int) -> None:
         self.delimiter = b"--" + boundary
-        self.most = most
+        self.max_images = max_images
         self.seen = 0
         self.tail = b""
 
@@ -37,21 +39,21 @@ class _PartCounter:
         data = self.tail + chunk
         self.seen += data.count(self.delimiter)
         self.tail = data[-(len(self.delimiter) - 1) :]  # a delimiter split across chunks
-        if self.seen - 1 > self.most:  # the last delimiter closes the form
+        if self.seen - 1 > self.max_images + FORM_FIELDS:  # the last delimiter closes it
             raise _Refused(
                 "too_many_images",
-                f"The form has more than {self.most} parts; a request carries at most "
-                f"{self.most} (MAX_IMAGES_PER_REQUEST, plus a few fields). Split it into "
-                "several requests.",
+                f"The form has more parts than {self.max_images} images and a few fields; a "
+                f"request carries at most {self.max_images} images (MAX_IMAGES_PER_REQUEST). "
+                "Split it into several requests.",
             )
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int, max_json_bytes: int, max_parts: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_json_bytes: int, max_images: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.max_json_bytes = max_json_bytes
-        self.max_parts = max_parts
+        self.max_images = max_images
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,7 +68,7 @@ class BodyLimitMiddleware:
             limit, setting = self.max_bytes, "MAX_REQUEST_BYTES"
         boundary = options.get(b"boundary")
         parts = (
-            _PartCounter(boundary, self.max_parts)
+            _PartCounter(boundary, self.max_images)
             if content_type == b"multipart/form-data" and boundary
             else None
         )

@@ -20,15 +20,20 @@ logger = logging.getLogger(__name__)
 GRACE_SECONDS = 30.0  # between the soft and the hard limit: time to record how the job ended
 
 
+def grace_seconds(limit_seconds: float) -> float:
+    """Time between the soft and the hard limit: GRACE_SECONDS, or the limit when shorter."""
+    return min(GRACE_SECONDS, limit_seconds)
+
+
 def time_limits(limit_seconds: float) -> tuple[float, float]:
     """Celery's (soft, hard) time limits for a job limit of `limit_seconds`."""
-    return limit_seconds, limit_seconds + GRACE_SECONDS
+    return limit_seconds, limit_seconds + grace_seconds(limit_seconds)
 
 
 def time_limit_error(limit_seconds: float, killed: bool = False) -> str:
     """The error of a job stopped at its time limit: what happened and how to avoid it."""
     how = (
-        f"did not stop within {GRACE_SECONDS:g} s more, so its process was killed"
+        f"did not stop within {grace_seconds(limit_seconds):g} s more, so its process was killed"
         if killed
         else "was stopped"
     )
