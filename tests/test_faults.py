@@ -3,6 +3,10 @@
 import httpx
 import pytest
 
+from service.jobs.store import JobStore
+from service.jobs.task_names import RUN_JOB_TASK
+from service.settings import Settings
+from service.worker.celery_app import create_celery_app
 from tests.conftest import FAULTS_DB
 from tests.stack import ServiceStack, free_port, wait_for
 from tests.test_jobs_api import LONG_RUN
@@ -100,3 +104,29 @@ def _answers(stack: ServiceStack) -> bool:
         return stack.client.get("/health").status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_a_models_id_resolves_the_moment_its_job_reads_succeeded(tmp_path, mnist_path):
+    stack = ServiceStack(FAULTS_DB, tmp_path, MNIST_PATH=str(mnist_path)).start()
+    try:
+        job = stack.submit("mlp", hidden_units=[8], epochs=1, train_limit=500, test_limit=100)
+        succeeded = stack.wait_for_job(
+            job["id"], lambda job: job["status"] != "queued" and job["status"] != "running",
+            timeout=120, what="to finish",
+        )  # fmt: skip
+        assert succeeded["status"] == "succeeded", succeeded["error"]
+        model = stack.client.get(f"/models/{succeeded['result']['model_id']}")
+        assert model.status_code == 200, model.text
+        assert model.json()["job_id"] == job["id"]
+    finally:
+        stack.stop()
+
+
+def test_a_job_of_a_kind_the_worker_does_not_know_fails_at_once_saying_so(own_stack):
+    record = JobStore(own_stack.redis, 10).create("no_such_kind", {})
+    celery = create_celery_app(Settings(redis_url=own_stack.redis_url))
+    celery.send_task(RUN_JOB_TASK, args=[record.id], queue=Settings().job_queue)
+    failed = own_stack.wait_until_finished(record.id, timeout=30)
+    assert failed["status"] == "failed"
+    assert "knows no job kind 'no_such_kind'" in failed["error"]
+    assert own_stack.wait_until_finished(own_stack.submit(steps=1)["id"])["status"] == "succeeded"

@@ -1,13 +1,18 @@
 """The job store's guarantees, on a real Redis DB reserved for these tests."""
 
 import time
+from pathlib import Path
 
 import pytest
 from redis import Redis
+from redis.exceptions import ResponseError
 
 from service.errors import ConflictError, NotFoundError
-from service.jobs.schemas import JobStatus
-from service.jobs.store import JobStore
+from service.jobs.lifecycle import TRANSITIONS, allowed_moves
+from service.jobs.schemas import FINISHED_STATUSES, JobStatus
+from service.jobs.store import JobStore, ModelEntry
+from service.models.store import ModelStore
+from service.redis_keys import MODELS_CHANGED_CHANNEL
 from tests.conftest import STORE_TEST_DB
 from tests.stack import redis_url
 
@@ -156,3 +161,74 @@ def test_ids_that_cannot_be_a_jobs_never_reach_redis(store):
         with pytest.raises(NotFoundError):
             store.delete(bad)
     assert store.get_many([f"{job.id}:history", job.id]) == [store.get(job.id)]
+
+
+def test_the_lifecycle_table_allows_no_move_out_of_a_finished_status():
+    moves = allowed_moves()
+    assert moves[JobStatus.QUEUED] == {JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED}
+    assert moves[JobStatus.RUNNING] == {
+        JobStatus.SUCCEEDED,
+        JobStatus.FAILED,
+        JobStatus.CANCELLED,
+    }
+    for status in FINISHED_STATUSES:
+        assert moves[status] == set()
+        assert not any(status in row.sources for row in TRANSITIONS.values())
+
+
+def test_a_transition_not_in_the_table_is_refused_by_redis(store):
+    job = store.create("backprop", {})
+    with pytest.raises(ResponseError, match="unknown job transition"):
+        store.transition(job.id, "teleport", {})
+    assert store.get(job.id).status == JobStatus.QUEUED
+
+
+def test_success_and_its_model_are_one_step(store):
+    job = store.create("mlp", {"epochs": 1})
+    store.start(job.id, hostname="w@h", pid=1)
+    model = ModelEntry("a" * 32, "mlp", {"epochs": 1}, {"test_accuracy": 0.9}, {"keras": "m"})
+    pubsub = store.redis.pubsub()
+    pubsub.subscribe(MODELS_CHANGED_CHANNEL)
+    assert store.finish(job.id, JobStatus.SUCCEEDED, result={"model_id": model.id}, model=model)
+
+    registered = ModelStore(store.redis, Path("/nonexistent")).get(model.id)
+    assert (registered.kind, registered.job_id) == ("mlp", job.id)
+    assert registered.metrics == {"test_accuracy": 0.9} and registered.files == {"keras": "m"}
+    assert ModelStore(store.redis, Path("/nonexistent")).newest("mlp").id == model.id
+    messages = [pubsub.get_message(timeout=1) for _ in range(2)]
+    assert any(message and message["data"] == model.id for message in messages)
+    pubsub.close()
+
+    # A job no longer running registers nothing: no model without its job's success.
+    late = store.create("mlp", {})
+    store.start(late.id, hostname="w@h", pid=1)
+    store.mark_failed(late.id, "lost")
+    other = ModelEntry("b" * 32, "mlp", {}, {}, {})
+    assert not store.finish(late.id, JobStatus.SUCCEEDED, result={}, model=other)
+    assert not store.redis.exists(f"model:{other.id}")
+
+
+def test_a_heartbeat_expired_in_a_redis_outage_comes_back_only_for_a_running_job(store):
+    running = store.create("backprop", {})
+    store.start(running.id, hostname="w@h", pid=1)
+    store.redis.delete(f"job:{running.id}:heartbeat")  # as a restart past its TTL leaves it
+    assert store.heartbeat(running.id)
+    assert store.redis.exists(f"job:{running.id}:heartbeat")
+    queued = store.create("backprop", {})
+    assert not store.heartbeat(queued.id)
+    assert not store.redis.exists(f"job:{queued.id}:heartbeat")
+
+
+def test_mark_failed_fails_queued_and_running_jobs_only(store):
+    queued, running, done = (store.create("backprop", {}) for _ in range(3))
+    store.start(running.id, hostname="w@h", pid=1)
+    store.start(done.id, hostname="w@h", pid=1)
+    store.finish(done.id, JobStatus.SUCCEEDED, result={})
+    assert store.mark_failed(queued.id, "could not be queued")
+    assert store.mark_failed(running.id, "stalled")
+    assert not store.mark_failed(done.id, "late")
+    assert [store.get(job.id).status for job in (queued, running, done)] == [
+        JobStatus.FAILED,
+        JobStatus.FAILED,
+        JobStatus.SUCCEEDED,
+    ]

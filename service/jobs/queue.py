@@ -11,8 +11,8 @@ from service.jobs.kinds import InvalidJobError, JobKind, check_size, get_kind, v
 from service.jobs.limits import digit_network
 from service.jobs.schemas import JobRecord, JobSubmission
 from service.jobs.store import JobStore
+from service.jobs.task_names import RUN_JOB_TASK
 from service.models.store import ModelStore
-from service.worker.celery_app import RUN_JOB_TASK
 
 logger = logging.getLogger(__name__)
 

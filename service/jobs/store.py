@@ -1,6 +1,6 @@
 """Job records in Redis.
 
-Layout (all under the `jobs:` / `job:` prefixes, beside Celery's own keys):
+Layout (key names: `service.redis_keys`):
 - `job:{id}`: a hash with the record's fields (JSON for structured ones, epoch seconds for times);
 - `jobs:all`, `jobs:kind:{kind}`, `jobs:status:{status}`: sorted sets of ids scored by creation
   time, for listing newest first with filters;
@@ -10,10 +10,11 @@ Layout (all under the `jobs:` / `job:` prefixes, beside Celery's own keys):
   parent process. A running job whose heartbeat has expired was lost with its worker and is
   marked failed.
 
-Every status change goes through one Lua script, so it is atomic and only happens from the
-statuses the caller allows: a job cancelled while queued can never start, and a job failed as
-lost can never be overwritten by a late success. Deleting a finished job removes all of the
-above in another script, so a job is never half deleted nor deleted while it runs.
+Every status change is a named transition of `service.jobs.lifecycle`, run by one Lua script
+built from its table, so it is atomic and only happens from the statuses that transition allows.
+A job's success and the registration of its model are one step: its `model_id` resolves the
+moment the job reads `succeeded`. Deleting a finished job removes all of the above in another
+script, so a job is never half deleted nor deleted while it runs.
 
 Job ids are 32 lowercase hex digits; anything else is unknown before it reaches Redis, so an id
 can never name another key (`{id}:history` would name a job's list).
@@ -26,45 +27,22 @@ import re
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 
+from service import redis_keys
 from service.errors import ConflictError, NotFoundError
+from service.jobs.lifecycle import ENDINGS, REFRESH_HEARTBEAT_SCRIPT, TRANSITION_SCRIPT
 from service.jobs.schemas import FINISHED_STATUSES, JobRecord, JobStatus
 from service.redis_pages import newest_first
 
-_TRANSITION = """
-local job_key, heartbeat_key = KEYS[1], KEYS[2]
-local job_id, new_status = ARGV[1], ARGV[2]
-local allowed, fields = cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
-local heartbeat_ms = tonumber(ARGV[5])
-local current = redis.call('HGET', job_key, 'status')
-if not current then return false end
-local permitted = false
-for _, status in ipairs(allowed) do
-  if status == current then permitted = true end
-end
-if not permitted then return {0, current} end
-for field, value in pairs(fields) do redis.call('HSET', job_key, field, value) end
-if new_status ~= current then
-  local score = redis.call('HGET', job_key, 'created_at')
-  redis.call('HSET', job_key, 'status', new_status)
-  redis.call('ZREM', 'jobs:status:' .. current, job_id)
-  redis.call('ZADD', 'jobs:status:' .. new_status, score, job_id)
-end
-if heartbeat_ms > 0 then
-  redis.call('SET', heartbeat_key, '1', 'PX', heartbeat_ms)
-elseif heartbeat_ms < 0 then
-  redis.call('DEL', heartbeat_key)
-end
-return {1, current}
-"""
-
 # KEYS: the job's hash, then its other keys. Returns false for an unknown job, else
 # {deleted, status}: only finished jobs are deleted.
-_DELETE = """
+_DELETE = f"""
 local job_key, job_id = KEYS[1], ARGV[1]
 local finished = cjson.decode(ARGV[2])
 local status = redis.call('HGET', job_key, 'status')
@@ -73,39 +51,65 @@ local deletable = false
 for _, name in ipairs(finished) do
   if name == status then deletable = true end
 end
-if not deletable then return {0, status} end
+if not deletable then return {{0, status}} end
 local kind = redis.call('HGET', job_key, 'kind')
 redis.call('DEL', unpack(KEYS))
-redis.call('ZREM', 'jobs:all', job_id)
-redis.call('ZREM', 'jobs:kind:' .. kind, job_id)
-redis.call('ZREM', 'jobs:status:' .. status, job_id)
-return {1, status}
+redis.call('ZREM', '{redis_keys.JOBS_ALL}', job_id)
+redis.call('ZREM', '{redis_keys.JOBS_BY_KIND_PREFIX}' .. kind, job_id)
+redis.call('ZREM', '{redis_keys.JOBS_BY_STATUS_PREFIX}' .. status, job_id)
+return {{1, status}}
 """
 
 JOB_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 _JSON_FIELDS = ("params", "progress", "result", "worker")
 _TIME_FIELDS = ("created_at", "started_at", "finished_at")
-_KEEP_HEARTBEAT, _DELETE_HEARTBEAT = 0, -1
+SERIES = redis_keys.JOB_SERIES
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A trained model to register with its job's success (its files are already stored)."""
+
+    id: str
+    kind: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    files: dict[str, str]
 
 
 class JobStore:
-    """Creates, reads, lists and moves job records through their statuses."""
+    """Creates, reads, lists and moves job records through their lifecycle."""
 
     def __init__(self, redis: Redis, heartbeat_ttl_seconds: float) -> None:
         self.redis = redis
+        self.heartbeat_ttl_seconds = heartbeat_ttl_seconds
         self.heartbeat_ttl_ms = max(1, int(heartbeat_ttl_seconds * 1000))
-        self._transition_script = redis.register_script(_TRANSITION)
+        self._transition_script = redis.register_script(TRANSITION_SCRIPT)
+        self._refresh_heartbeat = redis.register_script(REFRESH_HEARTBEAT_SCRIPT)
         self._delete_script = redis.register_script(_DELETE)
 
     # Reading and writing records
 
-    def create(self, kind: str, params: dict[str, Any]) -> JobRecord:
+    @staticmethod
+    def new_id() -> str:
+        return uuid.uuid4().hex
+
+    def create(self, kind: str, params: dict[str, Any], job_id: str | None = None) -> JobRecord:
         """Store a new queued job and return its record."""
-        job_id = uuid.uuid4().hex
-        now = time.time()
+        job_id = job_id or self.new_id()
         pipe = self.redis.pipeline(transaction=True)
+        self.add_create(pipe, job_id, kind, params, time.time())
+        pipe.execute()
+        return self.get(job_id)
+
+    @staticmethod
+    def add_create(
+        pipe: Pipeline, job_id: str, kind: str, params: dict[str, Any], now: float
+    ) -> None:
+        """Add the commands that store a new queued job to `pipe` (a transaction), so that a
+        caller can store it together with other records, all or nothing."""
         pipe.hset(
-            _job_key(job_id),
+            redis_keys.job_key(job_id),
             mapping={
                 "id": job_id,
                 "kind": kind,
@@ -115,17 +119,24 @@ class JobStore:
                 "created_at": repr(now),
             },
         )
-        for index in ("jobs:all", f"jobs:kind:{kind}", f"jobs:status:{JobStatus.QUEUED}"):
+        indexes = (
+            redis_keys.JOBS_ALL,
+            redis_keys.jobs_by_kind(kind),
+            redis_keys.jobs_by_status(JobStatus.QUEUED),
+        )
+        for index in indexes:
             pipe.zadd(index, {job_id: now})
-        pipe.execute()
-        return self.get(job_id)
 
     def get(self, job_id: str) -> JobRecord:
         """The job's record, or `NotFoundError`."""
-        raw = self.redis.hgetall(_job_key(_known_form(job_id)))
+        raw = self.redis.hgetall(redis_keys.job_key(_known_form(job_id)))
         if not raw:
             raise _not_found(job_id)
         return _decode(raw)
+
+    def get_raw(self, job_id: str, *fields: str) -> list[str | None]:
+        """Fields of the job's hash as stored (None where absent), e.g. the lifecycle's own."""
+        return self.redis.hmget(redis_keys.job_key(job_id), list(fields))
 
     def list(
         self,
@@ -135,67 +146,77 @@ class JobStore:
         offset: int = 0,
     ) -> tuple[list[JobRecord], int]:
         """One page of jobs, newest first, and how many match in all."""
-        indexes = [f"jobs:kind:{kind}"] if kind else []
+        indexes = [redis_keys.jobs_by_kind(kind)] if kind else []
         if status:
-            indexes.append(f"jobs:status:{status}")
+            indexes.append(redis_keys.jobs_by_status(status))
         if len(indexes) <= 1:
-            index = indexes[0] if indexes else "jobs:all"
-            return newest_first(self.redis, index, _job_key, _decode, limit, offset)
+            index = indexes[0] if indexes else redis_keys.JOBS_ALL
+            return newest_first(self.redis, index, redis_keys.job_key, _decode, limit, offset)
         matching = list(reversed(self.redis.zinter(indexes, aggregate="MAX")))
         return self.get_many(matching[offset : offset + limit]), len(matching)
+
+    def ids_with_status(self, status: JobStatus) -> list[str]:
+        """Every job id with this status, oldest first."""
+        return self.redis.zrange(redis_keys.jobs_by_status(status), 0, -1)
 
     def get_many(self, ids: Iterable[str]) -> list[JobRecord]:
         """The records of the jobs that exist among `ids`, in that order."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             if JOB_ID_PATTERN.fullmatch(job_id):
-                pipe.hgetall(_job_key(job_id))
+                pipe.hgetall(redis_keys.job_key(job_id))
         return [_decode(raw) for raw in pipe.execute() if raw]
 
     def report_progress(self, job_id: str, progress: dict[str, Any]) -> None:
-        self.redis.hset(_job_key(job_id), "progress", json.dumps(progress))
+        self.redis.hset(redis_keys.job_key(job_id), "progress", json.dumps(progress))
 
     def append_entry(self, job_id: str, series: str, entry: dict[str, Any]) -> None:
         """Append one entry to the job's `history` or `gradients` series."""
-        self.redis.rpush(_series_key(job_id, series), json.dumps(entry))
+        self.redis.rpush(redis_keys.job_series_key(job_id, series), json.dumps(entry))
+
+    def append_entries(self, job_id: str, entries: list[tuple[str, dict[str, Any]]]) -> None:
+        """Append (series, entry) pairs in order, all or none (one transaction)."""
+        pipe = self.redis.pipeline(transaction=True)
+        for series, entry in entries:
+            pipe.rpush(redis_keys.job_series_key(job_id, series), json.dumps(entry))
+        pipe.execute()
 
     def last_entries(self, job_ids: Iterable[str], series: str) -> list[dict[str, Any] | None]:
         """The newest entry of each job's series (None where it has none)."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
-            pipe.lindex(_series_key(job_id, series), -1)
+            pipe.lindex(redis_keys.job_series_key(job_id, series), -1)
         return [json.loads(raw) if raw else None for raw in pipe.execute()]
 
     def entries(self, job_id: str, series: str) -> list[dict[str, Any]]:
         """The job's `history` or `gradients` series so far; `NotFoundError` for unknown jobs."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.exists(_job_key(_known_form(job_id)))
-        pipe.lrange(_series_key(job_id, series), 0, -1)
+        pipe.exists(redis_keys.job_key(_known_form(job_id)))
+        pipe.lrange(redis_keys.job_series_key(job_id, series), 0, -1)
         exists, raw = pipe.execute()
         if not exists:
             raise _not_found(job_id)
         return [json.loads(item) for item in raw]
 
     def is_cancel_requested(self, job_id: str) -> bool:
-        return self.redis.hget(_job_key(job_id), "cancel_requested") == "1"
+        return self.redis.hget(redis_keys.job_key(job_id), "cancel_requested") == "1"
 
-    def heartbeat(self, job_id: str) -> None:
-        """Tell the store the job's worker is still alive.
+    def heartbeat(self, job_id: str) -> bool:
+        """Tell the store the job's worker is still alive; False when the job is not running.
 
-        Only refreshes a heartbeat that `start` created and no status change has removed, so a
-        late beat can never make a finished or lost job look alive again.
+        Only refreshes the heartbeat of a running job, so a late beat can never make a finished
+        or lost job look alive again; recreates one that a Redis restart let expire.
         """
-        self.redis.set(_heartbeat_key(job_id), "1", px=self.heartbeat_ttl_ms, xx=True)
+        keys = [redis_keys.job_key(job_id), redis_keys.job_heartbeat_key(job_id)]
+        return bool(self._refresh_heartbeat(keys=keys, args=[self.heartbeat_ttl_ms]))
 
-    # Status changes
+    # Status changes (service.jobs.lifecycle)
 
     def start(self, job_id: str, hostname: str, pid: int) -> JobRecord | None:
         """Move a queued job to running; None when it is no longer queued (e.g. cancelled)."""
         worker = json.dumps({"hostname": hostname, "pid": pid})
         fields = {"started_at": repr(time.time()), "worker": worker}
-        moved, _ = self._transition(
-            job_id, [JobStatus.QUEUED], JobStatus.RUNNING, fields, self.heartbeat_ttl_ms
-        )
+        moved, _ = self.transition(job_id, "start", fields)
         return self.get(job_id) if moved else None
 
     def finish(
@@ -204,28 +225,34 @@ class JobStore:
         status: JobStatus,
         result: Any = None,
         error: str | None = None,
+        model: ModelEntry | None = None,
     ) -> bool:
-        """Move a running job to a finished status; False if it was no longer running."""
+        """Move a running job to a finished status, registering `model` (on success) in the
+        same step; False if it was no longer running (then nothing changed)."""
         if not status.is_finished:
             raise ValueError(f"finish() needs a finished status, got {status!r}.")
-        fields = {"finished_at": repr(time.time())}
+        now = time.time()
+        fields = {"finished_at": repr(now)}
         if result is not None:
             fields["result"] = json.dumps(result)
         if error is not None:
             fields["error"] = error
-        moved, _ = self._transition(job_id, [JobStatus.RUNNING], status, fields, _DELETE_HEARTBEAT)
+        moved, _ = self.transition(job_id, ENDINGS[status], fields, model, now)
         return moved
 
-    def mark_failed(self, job_id: str, error: str) -> None:
-        """Fail a job that is queued or running, e.g. one that could not be queued."""
+    def mark_failed(self, job_id: str, error: str) -> bool:
+        """Fail a job that is queued (e.g. one that could not be queued) or running."""
         fields = {"finished_at": repr(time.time()), "error": error}
-        self._transition(
-            job_id,
-            [JobStatus.QUEUED, JobStatus.RUNNING],
-            JobStatus.FAILED,
-            fields,
-            _DELETE_HEARTBEAT,
-        )
+        moved, current = self.transition(job_id, "abandon", fields)
+        if not moved and current == JobStatus.RUNNING:
+            moved, _ = self.transition(job_id, "fail", fields)
+        return moved
+
+    def resend(self, job_id: str, resends: int) -> bool:
+        """Record that a queued job's message was sent again (the `resends`-th time)."""
+        fields = {"resends": str(resends), "sent_at": repr(time.time())}
+        moved, _ = self.transition(job_id, "resend", fields)
+        return moved
 
     def request_cancel(self, job_id: str) -> JobRecord:
         """Cancel a queued job now, or ask a running one to stop at its next step.
@@ -233,17 +260,14 @@ class JobStore:
         Raises `NotFoundError` for an unknown id and `ConflictError` for a finished job.
         """
         _known_form(job_id)
-        cancelled, current = self._transition(
-            job_id,
-            [JobStatus.QUEUED],
-            JobStatus.CANCELLED,
-            {"finished_at": repr(time.time()), "cancel_requested": "1"},
-            _DELETE_HEARTBEAT,
+        now = repr(time.time())
+        cancelled, current = self.transition(
+            job_id, "cancel", {"finished_at": now, "cancel_requested": "1"}
         )
         if not cancelled and current == JobStatus.RUNNING:
-            cancelled, current = self._transition(
-                job_id, [JobStatus.RUNNING], JobStatus.RUNNING, {"cancel_requested": "1"}
-            )
+            record = self.get_raw(job_id, "cancel_requested_at")
+            fields = {"cancel_requested": "1", "cancel_requested_at": record[0] or now}
+            cancelled, current = self.transition(job_id, "request_cancel", fields)
         if not cancelled and current is not None:
             record = self.get(job_id)
             raise ConflictError(
@@ -257,8 +281,8 @@ class JobStore:
         """Remove a finished job at once: its record, history, gradients, heartbeat and index
         entries (not the model it trained). `NotFoundError` for an unknown id;
         `ConflictError` for a queued or running job."""
-        keys = [_job_key(_known_form(job_id)), _heartbeat_key(job_id)]
-        keys += [_series_key(job_id, series) for series in SERIES]
+        keys = [redis_keys.job_key(_known_form(job_id)), redis_keys.job_heartbeat_key(job_id)]
+        keys += [redis_keys.job_series_key(job_id, series) for series in SERIES]
         finished = json.dumps(sorted(status.value for status in FINISHED_STATUSES))
         outcome = self._delete_script(keys=keys, args=[job_id, finished])
         if outcome is None:
@@ -273,10 +297,17 @@ class JobStore:
             )
 
     def fail_lost_jobs(self) -> list[str]:
-        """Fail every running job whose heartbeat expired: its worker died or was cut off."""
+        """Fail every running job whose heartbeat expired: its worker died or was cut off.
+
+        Not within a heartbeat TTL of Redis starting: heartbeats that expired while Redis was
+        down (restarted from its append-only file) get that long to come back first.
+        """
+        uptime = self.redis.info("server").get("uptime_in_seconds", 0)
+        if uptime < self.heartbeat_ttl_seconds + 1:
+            return []
         lost = []
-        for job_id in self.redis.zrange(f"jobs:status:{JobStatus.RUNNING}", 0, -1):
-            if self.redis.exists(_heartbeat_key(job_id)):
+        for job_id in self.ids_with_status(JobStatus.RUNNING):
+            if self.redis.exists(redis_keys.job_heartbeat_key(job_id)):
                 continue
             error = (
                 "The worker running this job stopped responding (no heartbeat for "
@@ -284,34 +315,31 @@ class JobStore:
                 "connection. Submit the job again."
             )
             fields = {"finished_at": repr(time.time()), "error": error}
-            moved, _ = self._transition(
-                job_id, [JobStatus.RUNNING], JobStatus.FAILED, fields, _DELETE_HEARTBEAT
-            )
-            if moved:
+            if self.transition(job_id, "fail", fields)[0]:
                 lost.append(job_id)
         return lost
 
-    def _transition(
+    def transition(
         self,
         job_id: str,
-        allowed: list[JobStatus],
-        new_status: JobStatus,
+        name: str,
         fields: dict[str, str],
-        heartbeat_ms: int = _KEEP_HEARTBEAT,
+        model: ModelEntry | None = None,
+        now: float | None = None,
     ) -> tuple[bool, str | None]:
-        """Atomically set `fields` and `new_status` if the job's status is in `allowed`.
+        """Run the lifecycle's transition `name` atomically, setting `fields` (and registering
+        `model`) only if the job's status allows it.
 
         Returns (whether it moved, the status it had); (False, None) for an unknown job.
         """
+        keys = [redis_keys.job_key(job_id), redis_keys.job_heartbeat_key(job_id)]
+        registration = ""
+        if model is not None:
+            keys.append(redis_keys.model_key(model.id))
+            registration = json.dumps(_model_registration(job_id, model, now or time.time()))
         outcome = self._transition_script(
-            keys=[_job_key(job_id), _heartbeat_key(job_id)],
-            args=[
-                job_id,
-                new_status.value,
-                json.dumps([status.value for status in allowed]),
-                json.dumps(fields),
-                heartbeat_ms,
-            ],
+            keys=keys,
+            args=[job_id, name, json.dumps(fields), self.heartbeat_ttl_ms, registration],
         )
         if outcome is None:
             return False, None
@@ -319,8 +347,22 @@ class JobStore:
         return bool(moved), previous
 
 
-def _job_key(job_id: str) -> str:
-    return f"job:{job_id}"
+def _model_registration(job_id: str, model: ModelEntry, now: float) -> dict[str, Any]:
+    """The model's record as `service.models.store.ModelStore.register` writes it."""
+    return {
+        "id": model.id,
+        "kind": model.kind,
+        "created_at": repr(now),
+        "fields": {
+            "id": model.id,
+            "kind": model.kind,
+            "job_id": job_id,
+            "params": json.dumps(model.params),
+            "metrics": json.dumps(model.metrics),
+            "files": json.dumps(model.files),
+            "created_at": repr(now),
+        },
+    }
 
 
 def _known_form(job_id: str) -> str:
@@ -335,19 +377,6 @@ def _not_found(job_id: str) -> NotFoundError:
         f"No job with id {job_id!r}. List existing jobs with GET /jobs; ids are the 'id' field "
         "that POST /jobs returned (32 hexadecimal digits)."
     )
-
-
-def _heartbeat_key(job_id: str) -> str:
-    return f"job:{job_id}:heartbeat"
-
-
-SERIES = ("history", "gradients")
-
-
-def _series_key(job_id: str, series: str) -> str:
-    if series not in SERIES:
-        raise ValueError(f"Unknown series {series!r}; expected one of {SERIES}.")
-    return f"job:{job_id}:{series}"
 
 
 def _decode(raw: dict[str, str]) -> JobRecord:

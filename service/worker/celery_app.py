@@ -1,15 +1,17 @@
 """The Celery application shared by the API (to queue by task name) and the worker.
 
 Importing this module must stay cheap and must never import TensorFlow: the API imports it on its
-queueing path, and the worker's parent process imports it before forking children.
+queueing path, and the worker's parent process imports it before forking children. The worker's
+start-up hooks (`service.worker.hooks`) come with its tasks (`include`), never with this app.
 """
 
 from celery import Celery
 
+from service.jobs.task_names import RUN_JOB_TASK
 from service.settings import Settings, get_settings
 from service.worker.time_limits import time_limits
 
-RUN_JOB_TASK = "service.run_job"
+__all__ = ["RUN_JOB_TASK", "celery_app", "create_celery_app"]
 
 
 def create_celery_app(settings: Settings) -> Celery:
@@ -40,6 +42,3 @@ def create_celery_app(settings: Settings) -> Celery:
 
 
 celery_app = create_celery_app(get_settings())
-
-# Worker start-up and shutdown hooks (liveness record, GPU report) live with the worker.
-import service.worker.lifecycle  # noqa: E402, F401

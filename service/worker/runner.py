@@ -16,7 +16,7 @@ from redis import Redis
 
 from service.jobs.kinds import JOB_KINDS, JobKind
 from service.jobs.schemas import JobRecord, JobStatus
-from service.jobs.store import JobStore
+from service.jobs.store import JobStore, ModelEntry
 from service.models.store import ModelStore
 from service.settings import Settings, get_settings
 from service.worker.time_limits import time_limit_error
@@ -79,11 +79,12 @@ def run_job(job_id: str, worker_hostname: str) -> None:
     if record is None:
         logger.info("Job %s is no longer queued (cancelled or already handled); skipping.", job_id)
         return
-    kind = JOB_KINDS[record.kind]
-    logger.info("Job %s (%s) started with params %s", job_id, kind.name, record.params)
-    model_id = uuid.uuid4().hex if kind.produces_model else None
+    logger.info("Job %s (%s) started with params %s", job_id, record.kind, record.params)
     reporter = StoreReporter(store, job_id)
+    model_id = None
     try:
+        kind = _kind(record)
+        model_id = uuid.uuid4().hex if kind.produces_model else None
         arguments, started_from = _arguments(kind, record, settings, models, model_id)
         result = {**_entry_point(kind)(**arguments, progress=reporter), **started_from}
     except Exception as error:
@@ -93,18 +94,30 @@ def run_job(job_id: str, worker_hostname: str) -> None:
         store.finish(job_id, status, error=message)
         return
     reporter.flush()
+    model = None
     if model_id is not None:
         result["model_id"] = model_id
-    if not store.finish(job_id, JobStatus.SUCCEEDED, result=result):
+        metrics = {name: value for name, value in result.items() if name.startswith("test_")}
+        files = result.get("files", {})
+        model = ModelEntry(model_id, kind.name, record.params, metrics, files)
+    # One step: the model is registered the moment the job reads succeeded, or not at all.
+    if not store.finish(job_id, JobStatus.SUCCEEDED, result=result, model=model):
         _discard(models, model_id)
         logger.warning("Job %s finished but was no longer running; result not stored.", job_id)
         return
-    if model_id is not None:
-        metrics = {name: value for name, value in result.items() if name.startswith("test_")}
-        models.register(
-            model_id, kind.name, job_id, record.params, metrics, result.get("files", {})
-        )
     logger.info("Job %s succeeded.", job_id)
+
+
+def _kind(record: JobRecord) -> JobKind:
+    """The record's kind; a `ValueError` saying so for a kind this worker does not know (a job
+    queued by a newer API, say)."""
+    try:
+        return JOB_KINDS[record.kind]
+    except KeyError:
+        raise ValueError(
+            f"This worker knows no job kind {record.kind!r} (it knows: "
+            f"{', '.join(sorted(JOB_KINDS))}); upgrade the workers and submit the job again."
+        ) from None
 
 
 def _how_it_ended(

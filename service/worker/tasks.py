@@ -2,7 +2,9 @@
 
 from celery import Task
 
-from service.worker.celery_app import RUN_JOB_TASK, celery_app
+from service.jobs.task_names import RUN_JOB_TASK
+from service.worker import hooks  # noqa: F401  (the worker's start-up and shutdown hooks)
+from service.worker.celery_app import celery_app
 from service.worker.runner import run_job
 from service.worker.time_limits import JobRequest
 

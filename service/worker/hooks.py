@@ -25,8 +25,8 @@ from celery.worker import state as worker_state
 from redis import Redis
 
 from service.jobs.store import JobStore
+from service.jobs.task_names import RUN_JOB_TASK
 from service.settings import get_settings
-from service.worker.celery_app import RUN_JOB_TASK
 from service.worker.registry import publish_worker, withdraw_worker
 
 logger = logging.getLogger(__name__)
