@@ -128,6 +128,57 @@ class Settings(BaseSettings):
         ge=10,
         description="A job still running after this long is stopped and marked failed.",
     )
+    redis_outage_seconds: float = Field(
+        120.0,
+        gt=0,
+        description=(
+            "How long a running job keeps its progress, history and outcome for a Redis that "
+            "does not answer (a restart, say) before giving up on it."
+        ),
+    )
+    reconcile_seconds: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "How often the API's reconciler looks for queued jobs whose message was lost, "
+            "running jobs whose worker is gone, and default models to train again."
+        ),
+    )
+    queued_grace_seconds: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "How long a queued job may go without a message in the queue (or with one held by "
+            "a worker that never starts it) before the reconciler sends it again."
+        ),
+    )
+    max_resends: int = Field(
+        3, ge=0, description="Messages sent again for one queued job before it is failed."
+    )
+    job_stall_seconds: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            'Per job kind, as JSON (e.g. {"cnn": 600}): a running job whose training reports '
+            "no progress for this long is failed as stalled and its process killed. Unset "
+            "kinds keep their default (service/jobs/kinds.py)."
+        ),
+    )
+    cancel_grace_seconds: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "How long a running job has to stop after it is cancelled before its worker kills "
+            "its process and marks it cancelled."
+        ),
+    )
+    bootstrap_attempts: int = Field(
+        3,
+        ge=1,
+        description=(
+            "Jobs queued for a default model that has none before bootstrap stops retrying "
+            "(each failed one is submitted again by the reconciler)."
+        ),
+    )
     api_workers: int = Field(
         2,
         ge=1,

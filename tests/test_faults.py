@@ -1,5 +1,7 @@
 """Restarts and crashes of real processes: nothing stored is lost, no job stays running forever."""
 
+import time
+
 import httpx
 import pytest
 
@@ -8,7 +10,7 @@ from service.jobs.task_names import RUN_JOB_TASK
 from service.settings import Settings
 from service.worker.celery_app import create_celery_app
 from tests.conftest import FAULTS_DB
-from tests.stack import ServiceStack, free_port, wait_for
+from tests.stack import HEARTBEAT_SECONDS, OwnRedis, ServiceStack, free_port, wait_for
 from tests.test_jobs_api import LONG_RUN
 
 pytestmark = pytest.mark.slow
@@ -130,3 +132,36 @@ def test_a_job_of_a_kind_the_worker_does_not_know_fails_at_once_saying_so(own_st
     assert failed["status"] == "failed"
     assert "knows no job kind 'no_such_kind'" in failed["error"]
     assert own_stack.wait_until_finished(own_stack.submit(steps=1)["id"])["status"] == "succeeded"
+
+
+REDIS_DOWN_SECONDS = 8  # many heartbeat TTLs (1.5 s in the tests) and several epochs
+
+
+def test_a_redis_restart_mid_training_loses_neither_the_job_nor_an_epoch(tmp_path, mnist_path):
+    redis = OwnRedis(tmp_path).start()
+    stack = ServiceStack(0, tmp_path, redis_base=redis.url, MNIST_PATH=str(mnist_path)).start()
+    try:
+        epochs = 16  # about 0.8 s each on 2 CPU cores: training outlasts the outage
+        job = stack.submit("mlp", hidden_units=[32], epochs=epochs, train_limit=12000,
+                           test_limit=200, batch_size=32, seed=0)  # fmt: skip
+        stack.wait_for_job(job["id"], lambda job: (job["progress"] or {}).get("epoch"), 120,
+                           "to report its first epoch")  # fmt: skip
+        redis.stop()
+        time.sleep(REDIS_DOWN_SECONDS)
+        redis.start()
+        # Its heartbeat expired while Redis was down; its worker brings it back, and the job
+        # is not failed as lost meanwhile.
+        wait_for(lambda: stack.client.get("/health").json()["redis"]["reachable"], 30,
+                 "the API to reach Redis again")  # fmt: skip
+        time.sleep(3 * HEARTBEAT_SECONDS * 2)
+        assert stack.job(job["id"])["status"] in {"running", "succeeded"}
+        finished = stack.wait_until_finished(job["id"], timeout=120)
+        assert finished["status"] == "succeeded", finished["error"]
+        history = stack.client.get(f"/jobs/{job['id']}/history").json()
+        assert [entry["epoch"] for entry in history] == list(range(1, epochs + 1))
+        assert stack.client.get(f"/models/{finished['result']['model_id']}").status_code == 200
+    finally:
+        if redis.process is None:
+            redis.start()
+        stack.stop()
+        redis.stop()

@@ -232,3 +232,12 @@ def test_mark_failed_fails_queued_and_running_jobs_only(store):
         JobStatus.FAILED,
         JobStatus.SUCCEEDED,
     ]
+
+
+def test_entries_written_again_after_a_lost_reply_are_not_appended_twice(store):
+    job = store.create("mlp", {})
+    store.append_from(job.id, "history", 0, [{"epoch": 1}, {"epoch": 2}])
+    # The reply to this one was lost: its writer tries the same entries again, then more.
+    store.append_from(job.id, "history", 2, [{"epoch": 3}])
+    store.append_from(job.id, "history", 2, [{"epoch": 3}, {"epoch": 4}])
+    assert [entry["epoch"] for entry in store.entries(job.id, "history")] == [1, 2, 3, 4]

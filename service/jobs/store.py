@@ -60,6 +60,15 @@ redis.call('ZREM', '{redis_keys.JOBS_BY_STATUS_PREFIX}' .. status, job_id)
 return {{1, status}}
 """
 
+# KEYS: a series' list; ARGV: the index of the first entry given, then the entries. Appends
+# those beyond the list's length (an earlier attempt may have written some or all).
+_APPEND_FROM = """
+local have = redis.call('LLEN', KEYS[1])
+for i = math.max(2, have - tonumber(ARGV[1]) + 2), #ARGV do
+  redis.call('RPUSH', KEYS[1], ARGV[i])
+end
+"""
+
 JOB_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 _JSON_FIELDS = ("params", "progress", "result", "worker")
 _TIME_FIELDS = ("created_at", "started_at", "finished_at")
@@ -87,6 +96,7 @@ class JobStore:
         self._transition_script = redis.register_script(TRANSITION_SCRIPT)
         self._refresh_heartbeat = redis.register_script(REFRESH_HEARTBEAT_SCRIPT)
         self._delete_script = redis.register_script(_DELETE)
+        self._append_from = redis.register_script(_APPEND_FROM)
 
     # Reading and writing records
 
@@ -174,12 +184,13 @@ class JobStore:
         """Append one entry to the job's `history` or `gradients` series."""
         self.redis.rpush(redis_keys.job_series_key(job_id, series), json.dumps(entry))
 
-    def append_entries(self, job_id: str, entries: list[tuple[str, dict[str, Any]]]) -> None:
-        """Append (series, entry) pairs in order, all or none (one transaction)."""
-        pipe = self.redis.pipeline(transaction=True)
-        for series, entry in entries:
-            pipe.rpush(redis_keys.job_series_key(job_id, series), json.dumps(entry))
-        pipe.execute()
+    def append_from(
+        self, job_id: str, series: str, first_index: int, entries: list[dict[str, Any]]
+    ) -> None:
+        """Write `entries` as the series' entries from `first_index` on, skipping those already
+        there: a retry after a reply lost in a Redis outage never appends one twice."""
+        key = redis_keys.job_series_key(job_id, series)
+        self._append_from(keys=[key], args=[first_index, *(json.dumps(e) for e in entries)])
 
     def last_entries(self, job_ids: Iterable[str], series: str) -> list[dict[str, Any] | None]:
         """The newest entry of each job's series (None where it has none)."""

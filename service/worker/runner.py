@@ -9,27 +9,32 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 from redis import Redis
+from redis.exceptions import RedisError
 
 from service.jobs.kinds import JOB_KINDS, JobKind
 from service.jobs.schemas import JobRecord, JobStatus
-from service.jobs.store import JobStore, ModelEntry
+from service.jobs.store import SERIES, JobStore, ModelEntry
 from service.models.store import ModelStore
 from service.settings import Settings, get_settings
 from service.worker.time_limits import time_limit_error
 from training.progress import TrainingCancelled
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class StoreReporter:
-    """A training `ProgressReporter` backed by the job store.
+    """A training `ProgressReporter` backed by the job store, that outlives Redis outages.
 
     Training code may report every step; this writes at most every `interval` seconds (and on
     `flush`) and reads the cancel flag at most that often, so Redis is never the bottleneck.
+    History and gradient entries are kept in order until Redis has them: while Redis does not
+    answer (a restart, say), training goes on, and every write is tried again at the next
+    report; entries are written by index, so a retry never appends one twice.
     """
 
     def __init__(self, store: JobStore, job_id: str, interval: float = 0.2) -> None:
@@ -37,33 +42,91 @@ class StoreReporter:
         self.job_id = job_id
         self.interval = interval
         self._pending: dict[str, Any] | None = None
+        self._unsent: dict[str, list[dict[str, Any]]] = {series: [] for series in SERIES}
+        self._sent = dict.fromkeys(SERIES, 0)  # entries of each series Redis has
         self._last_write = 0.0
         self._last_cancel_check = 0.0
+        self._redis_down_since: float | None = None
 
     def report(self, **progress: Any) -> None:
         self._pending = progress
         if time.monotonic() - self._last_write >= self.interval:
-            self.flush()
+            self.try_flush()
 
-    def flush(self) -> None:
-        if self._pending is not None:
-            self.store.report_progress(self.job_id, self._pending)
-            self._pending = None
-        self._last_write = time.monotonic()
+    def record_epoch(self, entry: dict[str, Any]) -> None:
+        self._unsent["history"].append(entry)
+        self.try_flush()
+
+    def record_gradients(self, entry: dict[str, Any]) -> None:
+        self._unsent["gradients"].append(entry)
+        self.try_flush()
 
     def check_cancelled(self) -> None:
         now = time.monotonic()
         if now - self._last_cancel_check < self.interval:
             return
         self._last_cancel_check = now
-        if self.store.is_cancel_requested(self.job_id):
+        try:
+            cancelled = self.store.is_cancel_requested(self.job_id)
+        except RedisError as error:
+            self._redis_failed(error)
+            return
+        if cancelled:
             raise TrainingCancelled(f"Job {self.job_id} was cancelled.")
 
-    def record_epoch(self, entry: dict[str, Any]) -> None:
-        self.store.append_entry(self.job_id, "history", entry)
+    def try_flush(self) -> bool:
+        """Write what is pending; False (kept for the next try) when Redis does not answer."""
+        self._last_write = time.monotonic()
+        try:
+            self.flush()
+        except RedisError as error:
+            self._redis_failed(error)
+            return False
+        if self._redis_down_since is not None:
+            logger.info("Job %s reaches Redis again; progress and history written.", self.job_id)
+            self._redis_down_since = None
+        return True
 
-    def record_gradients(self, entry: dict[str, Any]) -> None:
-        self.store.append_entry(self.job_id, "gradients", entry)
+    def flush(self) -> None:
+        """Write what is pending, entries first; raises `RedisError` when Redis does not answer
+        (nothing is lost: it stays pending)."""
+        for series, unsent in self._unsent.items():
+            if unsent:
+                self.store.append_from(self.job_id, series, self._sent[series], unsent)
+                self._sent[series] += len(unsent)
+                unsent.clear()
+        if self._pending is not None:
+            self.store.report_progress(self.job_id, self._pending)
+            self._pending = None
+
+    def drain(self, limit_seconds: float) -> None:
+        """Write everything pending, waiting up to `limit_seconds` for Redis to answer."""
+        deadline = time.monotonic() + limit_seconds
+        while not self.try_flush() and time.monotonic() < deadline:
+            time.sleep(min(1.0, self.interval * 5))
+
+    def _redis_failed(self, error: RedisError) -> None:
+        if self._redis_down_since is None:
+            self._redis_down_since = time.monotonic()
+            logger.warning(
+                "Job %s cannot reach Redis (%s); training goes on, progress and history are "
+                "kept until it answers.",
+                self.job_id,
+                error,
+            )
+
+
+def until_redis_answers(call: Callable[[], T], limit_seconds: float, what: str) -> T:
+    """`call()`, tried again while Redis does not answer, for up to `limit_seconds`."""
+    deadline = time.monotonic() + limit_seconds
+    while True:
+        try:
+            return call()
+        except RedisError as error:
+            if time.monotonic() > deadline:
+                raise
+            logger.warning("Could not %s (%s); trying again.", what, error)
+            time.sleep(1.0)
 
 
 def run_job(job_id: str, worker_hostname: str) -> None:
@@ -88,12 +151,16 @@ def run_job(job_id: str, worker_hostname: str) -> None:
         arguments, started_from = _arguments(kind, record, settings, models, model_id)
         result = {**_entry_point(kind)(**arguments, progress=reporter), **started_from}
     except Exception as error:
-        reporter.flush()
+        reporter.drain(settings.redis_outage_seconds)
         _discard(models, model_id)
         status, message = _how_it_ended(job_id, error, settings)
-        store.finish(job_id, status, error=message)
+        until_redis_answers(
+            lambda: store.finish(job_id, status, error=message),
+            settings.redis_outage_seconds,
+            f"record how job {job_id} ended",
+        )
         return
-    reporter.flush()
+    reporter.drain(settings.redis_outage_seconds)
     model = None
     if model_id is not None:
         result["model_id"] = model_id
@@ -101,7 +168,12 @@ def run_job(job_id: str, worker_hostname: str) -> None:
         files = result.get("files", {})
         model = ModelEntry(model_id, kind.name, record.params, metrics, files)
     # One step: the model is registered the moment the job reads succeeded, or not at all.
-    if not store.finish(job_id, JobStatus.SUCCEEDED, result=result, model=model):
+    succeeded = until_redis_answers(
+        lambda: store.finish(job_id, JobStatus.SUCCEEDED, result=result, model=model),
+        settings.redis_outage_seconds,
+        f"record job {job_id}'s success",
+    )
+    if not succeeded:
         _discard(models, model_id)
         logger.warning("Job %s finished but was no longer running; result not stored.", job_id)
         return
