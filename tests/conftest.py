@@ -40,6 +40,20 @@ def suite_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prepared_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's jobs share a cache of prepared training images of their own (the user's
+    ~/.keras is left alone)."""
+    previous = os.environ.get("PREPARED_CACHE_DIR")
+    folder = tmp_path_factory.mktemp("prepared")
+    os.environ["PREPARED_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("PREPARED_CACHE_DIR", None)
+    else:
+        os.environ["PREPARED_CACHE_DIR"] = previous
+
+
 def find_mnist() -> Path | None:
     """MNIST_PATH if set, else the shared copy beside the checkout, else None."""
     configured = os.environ.get("MNIST_PATH")
