@@ -15,6 +15,7 @@ from typing import Any
 
 from celery import Celery
 
+from service import redis_keys
 from service.jobs.queue import submit_job
 from service.jobs.schemas import JobRecord, JobStatus, JobSubmission
 from service.jobs.store import JobStore
@@ -28,7 +29,7 @@ logger = logging.getLogger(__name__)
 # model that preset starts from (docs/training.md: the calculator reads digits with the cnn).
 DEFAULT_MODEL_PRESETS = {DIGIT_TASK.kinds[0]: "cnn", SUM_TASK.kinds[0]: "calculator-from-cnn"}
 STARTS_FROM = {SUM_TASK.kinds[0]: DIGIT_TASK.kinds[0]}
-LOCK_KEY = "bootstrap:lock"  # several API processes start at once; one of them bootstraps
+LOCK_KEY = redis_keys.BOOTSTRAP_LOCK  # several API processes start at once; one bootstraps
 
 
 def queue_missing_models(
@@ -37,31 +38,54 @@ def queue_missing_models(
     celery_app: Celery,
     queue: str,
     overrides: dict[str, Any],
+    attempts: int = 3,
 ) -> list[JobRecord]:
     """Queue a training job for each default model kind that has no model and no job training
     one, once the model it starts from exists; `overrides` are merged into each preset's params
-    (e.g. fewer epochs for a demo)."""
+    (e.g. fewer epochs for a demo). Called again by the reconciler, this re-submits a default
+    model whose job failed, up to `attempts` jobs per kind until one succeeds."""
     if not models.redis.set(LOCK_KEY, "1", nx=True, ex=60):
         return []
     try:
         queued = []
         for kind, preset in DEFAULT_MODEL_PRESETS.items():
-            if models.newest(kind) is not None or _in_training(jobs, kind):
+            tried = redis_keys.bootstrap_attempts_key(kind)
+            if models.newest(kind) is not None:
+                models.redis.delete(tried)
+                continue
+            if _in_training(jobs, kind):
                 continue
             if kind in STARTS_FROM and models.newest(STARTS_FROM[kind]) is None:
                 continue  # queued when that model is registered
+            made = int(models.redis.get(tried) or 0)
+            if made >= attempts:
+                if kind in _GAVE_UP:
+                    continue
+                _GAVE_UP.add(kind)
+                logger.error(
+                    "No %s model: its %d bootstrap jobs failed (see their errors in GET "
+                    "/jobs?kind=%s); not trying again. Submit preset %s once the cause is "
+                    "fixed, or restart the API with BOOTSTRAP_ATTEMPTS raised.",
+                    kind, made, kind, preset,
+                )  # fmt: skip
+                continue
             body = PRESETS[preset].body
             params = {**body.get("params", {}), **overrides}
             job = submit_job(
                 jobs, celery_app, queue, JobSubmission(kind=body["kind"], params=params)
             )
+            models.redis.incr(tried)
             logger.info(
-                "No %s model yet: queued job %s (preset %s) to train one.", kind, job.id, preset
-            )
+                "No %s model yet: queued job %s (preset %s, attempt %d of %d) to train one.",
+                kind, job.id, preset, made + 1, attempts,
+            )  # fmt: skip
             queued.append(job)
         return queued
     finally:
         models.redis.delete(LOCK_KEY)
+
+
+_GAVE_UP: set[str] = set()  # kinds this process said it gave up on (said once)
 
 
 def load_default_models(models: ModelStore, cache: ModelCache) -> list[str]:

@@ -3,11 +3,14 @@
 import asyncio
 import contextlib
 import logging
+import math
 import threading
+import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from kombu.exceptions import OperationalError
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
@@ -35,6 +38,7 @@ from service.api.routes import (
 from service.bootstrap import load_default_models, queue_missing_models
 from service.errors import ServiceError
 from service.gates import Gate
+from service.jobs.reconciler import Reconciler
 from service.jobs.store import JobStore
 from service.metrics import ServiceMetrics
 from service.models.store import ModelStore
@@ -48,14 +52,21 @@ DEFAULT_KINDS = (DIGIT_TASK.kinds[0], SUM_TASK.kinds[0])  # their newest models 
 REDIS_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5, "health_check_interval": 30}
 
 
-async def fail_lost_jobs_forever(store: JobStore, interval: float) -> None:
-    """Every `interval` seconds, fail running jobs whose worker stopped sending heartbeats."""
+async def reconcile_forever(reconciler: Reconciler, interval: float) -> None:
+    """Every `interval` seconds, fail running jobs whose worker stopped sending heartbeats;
+    every reconciler period, a pass over queued jobs and default models
+    (service.jobs.reconciler)."""
+    last_pass = -math.inf
     while True:
         try:
-            for job_id in await run_in_threadpool(store.fail_lost_jobs):
-                logger.warning("Job %s lost its worker; marked failed.", job_id)
-        except RedisError as error:
-            logger.warning("Could not check for lost jobs: %s", error)
+            await run_in_threadpool(reconciler.fail_lost_jobs)
+            if time.monotonic() - last_pass >= reconciler.period_seconds:
+                last_pass = time.monotonic()
+                await run_in_threadpool(reconciler.run_pass)
+        except (RedisError, OperationalError) as error:
+            logger.warning("Could not reconcile jobs: %s", error)
+        except Exception:
+            logger.exception("The reconciler's pass failed; trying again.")
         await asyncio.sleep(interval)
 
 
@@ -94,6 +105,7 @@ def queue_default_models(app: FastAPI, settings: Settings) -> None:
             app.state.celery,
             settings.job_queue,
             settings.bootstrap_overrides,
+            settings.bootstrap_attempts,
         )
     except (RedisError, ServiceError) as error:
         logger.warning("Could not check for default models to train: %s", error)
@@ -132,10 +144,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.celery = celery_app
     await run_in_threadpool(start_serving, app, settings)
+    reconciler = Reconciler(
+        app.state.job_store,
+        celery_app,
+        settings.job_queue,
+        grace_seconds=settings.queued_grace_seconds,
+        max_resends=settings.max_resends,
+        period_seconds=settings.reconcile_seconds,
+        after_pass=lambda: queue_default_models(app, settings),
+    )
     background = [
-        asyncio.create_task(
-            fail_lost_jobs_forever(app.state.job_store, settings.heartbeat_seconds)
-        ),
+        asyncio.create_task(reconcile_forever(reconciler, settings.heartbeat_seconds)),
         asyncio.create_task(
             app.state.model_resolver.follow_changes(
                 on_change=lambda: run_in_threadpool(follow_model_changes, app, settings)

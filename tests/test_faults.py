@@ -1,6 +1,9 @@
 """Restarts and crashes of real processes: nothing stored is lost, no job stays running forever."""
 
+import os
+import signal
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -165,3 +168,96 @@ def test_a_redis_restart_mid_training_loses_neither_the_job_nor_an_epoch(tmp_pat
             redis.start()
         stack.stop()
         redis.stop()
+
+
+# The reconciler, quick for the tests: a pass every 0.5 s, a message missing for 1 s is lost.
+RECONCILER = {"RECONCILE_SECONDS": "0.5", "QUEUED_GRACE_SECONDS": "1"}
+
+
+@pytest.fixture
+def reconciled_stack(tmp_path):
+    stack = ServiceStack(FAULTS_DB, tmp_path, **RECONCILER).start()
+    yield stack
+    stack.stop()
+
+
+def test_a_job_stored_but_never_sent_is_sent_again_by_the_reconciler(reconciled_stack):
+    stack = reconciled_stack
+    # As when the API dies between storing a job and sending its message.
+    record = JobStore(stack.redis, 10).create("backprop", {"steps": 1})
+    finished = stack.wait_until_finished(record.id, timeout=30)
+    assert finished["status"] == "succeeded", finished["error"]
+    assert stack.redis.hget(f"job:{record.id}", "resends") == "1"
+
+
+def test_a_job_whose_message_keeps_getting_lost_is_failed_saying_so(tmp_path):
+    stack = ServiceStack(FAULTS_DB, tmp_path, MAX_RESENDS="0", **RECONCILER).start(worker=False)
+    try:
+        record = JobStore(stack.redis, 10).create("backprop", {"steps": 1})
+        failed = stack.wait_until_finished(record.id, timeout=30)
+        assert failed["status"] == "failed"
+        assert "message was lost" in failed["error"] and "MAX_RESENDS" in failed["error"]
+    finally:
+        stack.stop()
+
+
+def test_a_job_whose_worker_died_between_receiving_and_starting_it_runs_once_later(
+    reconciled_stack,
+):
+    stack = reconciled_stack
+    child = pool_child(stack.worker.pid)
+    os.kill(child, signal.SIGSTOP)  # the parent hands it the job; it never starts it
+    job = stack.submit(steps=1)
+    wait_for(lambda: stack.redis.hlen("unacked") == 1, 10, "the worker to take the message")
+    stack.worker.kill_group()
+    time.sleep(2)  # past the grace: the reconciler sees the message held by a dead worker
+    assert stack.job(job["id"])["status"] == "queued"
+
+    stack.start_worker()
+    finished = stack.wait_until_finished(job["id"], timeout=30)
+    assert finished["status"] == "succeeded", finished["error"]
+    assert stack.redis.hget(f"job:{job['id']}", "resends") == "1"
+    assert stack.redis.hlen("unacked") == 0
+
+
+def pool_child(parent: int) -> int:
+    """The worker's pool child: a child of the worker's process with its command line."""
+
+    def find() -> int | None:
+        command = Path(f"/proc/{parent}/cmdline").read_bytes()
+        for entry in Path("/proc").iterdir():
+            try:
+                if not entry.name.isdigit():
+                    continue
+                stat = (entry / "stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                if ppid == parent and (entry / "cmdline").read_bytes() == command:
+                    return int(entry.name)
+            except (OSError, ValueError, IndexError):
+                continue
+        return None
+
+    return wait_for(find, 20, f"a pool child of the worker {parent}")
+
+
+def test_bootstrap_submits_a_default_model_whose_job_failed_again_a_bounded_number_of_times(
+    tmp_path,
+):
+    stack = ServiceStack(
+        FAULTS_DB, tmp_path, BOOTSTRAP_MODELS="true", BOOTSTRAP_ATTEMPTS="2", **RECONCILER
+    ).start(worker=False)
+    store = JobStore(stack.redis, 10)
+    try:
+
+        def cnn_jobs() -> list[dict]:
+            return stack.client.get("/jobs", params={"kind": "cnn"}).json()["items"]
+
+        first = wait_for(cnn_jobs, 30, "the bootstrap job")[0]
+        store.mark_failed(first["id"], "out of memory")  # as its worker would
+        again = wait_for(lambda: len(cnn_jobs()) == 2 and cnn_jobs(), 10, "a second job")[0]
+        assert again["status"] == "queued" and again["params"] == first["params"]
+        store.mark_failed(again["id"], "out of memory")
+        time.sleep(2)  # four reconciler periods: no third attempt
+        assert [job["status"] for job in cnn_jobs()] == ["failed", "failed"]
+    finally:
+        stack.stop()

@@ -4,7 +4,7 @@ import logging
 from typing import Any
 
 from celery import Celery
-from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
 from service.errors import NotFoundError, UnavailableError
 from service.jobs.kinds import InvalidJobError, JobKind, check_size, get_kind, validate_params
@@ -56,13 +56,26 @@ def enqueue_job(
 ) -> JobRecord:
     """Store already validated params as a queued job and send it to the workers' queue."""
     record = store.create(kind, params)
+    send_job(store, celery_app, queue, record.id)
+    return record
+
+
+def send_job(store: JobStore, celery_app: Celery, queue: str, job_id: str) -> None:
+    """Send a stored queued job's message; `UnavailableError` (the job marked failed, or left
+    to the reconciler when even that fails) when it cannot be sent."""
     try:
-        celery_app.send_task(RUN_JOB_TASK, args=[record.id], queue=queue)
-    except OperationalError as error:
-        logger.exception("Could not queue job %s", record.id)
-        store.mark_failed(record.id, f"Could not be queued: {error}")
+        celery_app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue)
+    except Exception as error:  # OperationalError, or any other refusal of the broker
+        logger.exception("Could not queue job %s", job_id)
+        try:
+            store.mark_failed(job_id, f"Could not be queued: {error}")
+        except RedisError:
+            # Left queued with no message: the reconciler sends it again or fails it.
+            raise UnavailableError(
+                f"The job was stored as {job_id!r} but could not be queued ({error}); the "
+                f"service sends it again once Redis answers: see GET /jobs/{job_id}."
+            ) from error
         raise UnavailableError(
-            f"The job was stored as {record.id!r} but could not be queued ({error}); it is "
+            f"The job was stored as {job_id!r} but could not be queued ({error}); it is "
             "marked failed. Check that Redis is reachable and submit it again."
         ) from error
-    return record

@@ -1,0 +1,176 @@
+"""The reconciler: what makes every job end, whatever crashed on the way.
+
+It runs in the background of each API process; one pass at a time across them (a Redis lock):
+- a running job whose heartbeat expired (its worker is gone) is failed, every heartbeat
+  interval;
+- a queued job whose message is in no queue (the API crashed between storing and sending it,
+  or the send failed) or sits unacknowledged longer than QUEUED_GRACE_SECONDS (a worker took
+  it and died before starting it) is sent again: safe, as only a queued job can start. After
+  MAX_RESENDS messages it is failed, saying why;
+- then `after_pass` runs (the API queues default models missing again, service.bootstrap).
+
+It reads Celery's Redis transport as kombu lays it out: a list per queue (and per priority
+step), each message a JSON envelope with a base64 body `[args, kwargs, embed]`; messages a
+worker has taken but not acknowledged in the hash `unacked` (tag -> [message, exchange,
+routing key]) and the sorted set `unacked_index` (tag -> when it was taken).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Celery
+
+from service import redis_keys
+from service.jobs.schemas import JobStatus
+from service.jobs.store import JobStore
+from service.jobs.task_names import RUN_JOB_TASK
+
+logger = logging.getLogger(__name__)
+
+UNACKED_KEY, UNACKED_INDEX_KEY = "unacked", "unacked_index"  # kombu's defaults
+PRIORITY_SEPARATOR, PRIORITY_STEPS = "\x06\x16", (0, 3, 6, 9)
+
+
+@dataclass
+class Pass:
+    """What one pass did."""
+
+    lost: list[str] = field(default_factory=list)
+    resent: list[str] = field(default_factory=list)
+    abandoned: list[str] = field(default_factory=list)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        jobs: JobStore,
+        celery: Celery,
+        queue: str,
+        grace_seconds: float,
+        max_resends: int,
+        period_seconds: float,
+        after_pass: Callable[[], Any] | None = None,
+    ) -> None:
+        self.jobs = jobs
+        self.redis = jobs.redis
+        self.celery = celery
+        self.queue = queue
+        self.grace_seconds = grace_seconds
+        self.max_resends = max_resends
+        self.period_seconds = period_seconds
+        self.after_pass = after_pass
+        self._token = uuid.uuid4().hex
+
+    def fail_lost_jobs(self) -> list[str]:
+        """Fail running jobs whose worker is gone (safe from any number of processes at once)."""
+        lost = self.jobs.fail_lost_jobs()
+        for job_id in lost:
+            logger.warning("Job %s lost its worker; marked failed.", job_id)
+        return lost
+
+    def run_pass(self) -> Pass | None:
+        """One pass over queued jobs and then `after_pass`, unless another API process did one
+        less than a period ago (None then)."""
+        lock_ms = max(1, int(self.period_seconds * 900))  # a little less than one period
+        if not self.redis.set(redis_keys.RECONCILER_LOCK, self._token, nx=True, px=lock_ms):
+            return None
+        done = Pass()
+        self._requeue(done)
+        if self.after_pass is not None:
+            self.after_pass()
+        return done
+
+    def _requeue(self, done: Pass) -> None:
+        queued = self.jobs.ids_with_status(JobStatus.QUEUED)
+        if not queued:
+            return
+        waiting, taken = self._messages()
+        now = time.time()
+        for job_id in queued:
+            if job_id in waiting:
+                continue
+            created_at, sent_at, resends = self.jobs.get_raw(
+                job_id, "created_at", "sent_at", "resends"
+            )
+            if created_at is None:
+                continue  # deleted meanwhile
+            tag, taken_at = taken.get(job_id, (None, None))
+            since = taken_at if taken_at is not None else float(sent_at or created_at)
+            if now - since < self.grace_seconds:
+                continue
+            self._send_again(job_id, int(resends or 0), tag, done)
+
+    def _send_again(self, job_id: str, resends: int, tag: str | None, done: Pass) -> None:
+        where = "taken by a worker that never started it" if tag else "in no queue"
+        if resends >= self.max_resends:
+            error = (
+                f"The job's message was lost ({where}) {resends + 1} times, after "
+                f"{resends} sent again by the reconciler (MAX_RESENDS); the workers may be "
+                "unable to take it: check their logs, then submit it again."
+            )
+            fields = {"finished_at": repr(time.time()), "error": error}
+            if self.jobs.transition(job_id, "abandon", fields)[0]:
+                done.abandoned.append(job_id)
+                logger.error("Job %s failed: %s", job_id, error)
+            return
+        if tag is not None:  # a dead worker's; a live one acknowledging it later is harmless
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hdel(UNACKED_KEY, tag)
+            pipe.zrem(UNACKED_INDEX_KEY, tag)
+            pipe.execute()
+        if not self.jobs.resend(job_id, resends + 1):
+            return  # it started or was cancelled meanwhile
+        self.celery.send_task(RUN_JOB_TASK, args=[job_id], queue=self.queue)
+        done.resent.append(job_id)
+        logger.warning("Job %s was queued with its message %s; sent it again.", job_id, where)
+
+    def _messages(self) -> tuple[set[str], dict[str, tuple[str, float]]]:
+        """Job ids with a message waiting in the queue; job id -> (tag, when taken) for
+        messages a worker took and has not acknowledged."""
+        pipe = self.redis.pipeline(transaction=False)
+        for step in PRIORITY_STEPS:
+            pipe.lrange(self.queue + (f"{PRIORITY_SEPARATOR}{step}" if step else ""), 0, -1)
+        pipe.hgetall(UNACKED_KEY)
+        pipe.zrange(UNACKED_INDEX_KEY, 0, -1, withscores=True)
+        *lists, unacked, index = pipe.execute()
+        waiting = {job_id for raw in (item for items in lists for item in items)
+                   if (job_id := _job_id(_loads(raw)))}  # fmt: skip
+        taken_at = dict(index)
+        taken = {}
+        for tag, raw in unacked.items():
+            entry = _loads(raw)
+            job_id = _job_id(entry[0] if isinstance(entry, list) and entry else None)
+            if job_id:
+                taken[job_id] = (tag, float(taken_at.get(tag, time.time())))
+        return waiting, taken
+
+
+def _loads(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _job_id(message: Any) -> str | None:
+    """The job id a run-job message carries, or None for anything else."""
+    if not isinstance(message, dict):
+        return None
+    if (message.get("headers") or {}).get("task") != RUN_JOB_TASK:
+        return None
+    body = message.get("body", "")
+    try:
+        if (message.get("properties") or {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        return args[0] if args and isinstance(args[0], str) else None
+    except (ValueError, TypeError, IndexError, KeyError):
+        return None
