@@ -1,5 +1,6 @@
 """Restarts and crashes of real processes: nothing stored is lost, no job stays running forever."""
 
+import json
 import os
 import signal
 import time
@@ -261,3 +262,53 @@ def test_bootstrap_submits_a_default_model_whose_job_failed_again_a_bounded_numb
         assert [job["status"] for job in cnn_jobs()] == ["failed", "failed"]
     finally:
         stack.stop()
+
+
+STALL_SECONDS, CANCEL_GRACE_SECONDS = 2, 2
+
+
+@pytest.fixture
+def watched_stack(tmp_path):
+    stack = ServiceStack(
+        FAULTS_DB, tmp_path, JOB_STALL_SECONDS=json.dumps({"backprop": STALL_SECONDS}),
+        CANCEL_GRACE_SECONDS=str(CANCEL_GRACE_SECONDS),
+    ).start()  # fmt: skip
+    yield stack
+    stack.stop()
+
+
+def test_a_stopped_training_process_is_failed_as_stalled_and_the_next_job_runs(watched_stack):
+    stack = watched_stack
+    job = stack.submit(**LONG_RUN)
+    child = stack.wait_until_running(job["id"])["worker"]["pid"]
+    os.kill(child, signal.SIGSTOP)  # as a deadlock or a hung GPU call: no progress, no exit
+    stopped_at = time.monotonic()
+    failed = stack.wait_until_finished(job["id"], timeout=STALL_SECONDS + 10)
+    assert failed["status"] == "failed"
+    assert "no progress for 2 s" in failed["error"] and "JOB_STALL_SECONDS" in failed["error"]
+    assert time.monotonic() - stopped_at < STALL_SECONDS + 5
+    wait_for(lambda: not _alive(child), 10, f"the stalled process {child} to be killed")
+    after = stack.wait_until_finished(stack.submit(steps=1)["id"], timeout=30)
+    assert after["status"] == "succeeded", after["error"]
+
+
+def test_cancelling_a_job_that_cannot_stop_kills_it_after_the_grace(watched_stack):
+    stack = watched_stack
+    job = stack.submit(**LONG_RUN)
+    child = stack.wait_until_running(job["id"])["worker"]["pid"]
+    os.kill(child, signal.SIGSTOP)
+    assert stack.client.post(f"/jobs/{job['id']}/cancel").status_code == 202
+    cancelled = stack.wait_until_finished(job["id"], timeout=CANCEL_GRACE_SECONDS + 10)
+    assert cancelled["status"] == "cancelled"
+    wait_for(lambda: not _alive(child), 10, f"the cancelled job's process {child} to be killed")
+    after = stack.wait_until_finished(stack.submit(steps=1)["id"], timeout=30)
+    assert after["status"] == "succeeded", after["error"]
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a killed child its parent has not reaped yet does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"

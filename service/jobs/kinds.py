@@ -37,6 +37,10 @@ class JobKind:
     # Params that name a stored digit model (id, alias or kind: ModelStore.digit_model) -> the
     # argument that gets its file.
     model_references: tuple[tuple[str, str], ...] = ()
+    # Seconds without progress after which a running job is stalled (JOB_STALL_SECONDS
+    # overrides): long enough for loading TensorFlow and the data, and for evaluating a test set
+    # at an epoch's end, when no batch reports.
+    stall_seconds: float = 900.0
 
 
 JOB_KINDS: dict[str, JobKind] = {
@@ -51,6 +55,7 @@ JOB_KINDS: dict[str, JobKind] = {
             params_model=BackpropParams,
             entry_point="training.graph.course_network:train_course_network",
             uses_tensorflow=False,
+            stall_seconds=120.0,
         ),
         JobKind(
             name="mlp",

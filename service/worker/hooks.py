@@ -3,7 +3,8 @@
 On start the worker asks a short-lived subprocess which GPUs TensorFlow sees (the parent must
 never import TensorFlow: it is not fork-safe and would hold GPU memory) and logs the answer.
 While it runs, a thread in the parent keeps the worker's liveness record in Redis (counted by
-`GET /health`) and the heartbeats of the jobs its pool is running. The parent does this rather
+`GET /health`) and the heartbeats of the jobs its pool is running, and ends and kills jobs that
+stall or do not stop when cancelled (service.worker.watchdog). The parent does this rather
 than the child running the job because a child can hold Python's GIL for seconds (loading
 TensorFlow's libraries does), which would starve a heartbeat thread of its own; and a child
 that dies leaves Celery's active requests, so its job's heartbeat stops and the job is failed.
@@ -28,6 +29,7 @@ from service.jobs.store import JobStore
 from service.jobs.task_names import RUN_JOB_TASK
 from service.settings import get_settings
 from service.worker.registry import publish_worker, withdraw_worker
+from service.worker.watchdog import Watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +52,19 @@ def probe_gpus() -> list[str] | None:
         return None
 
 
-def running_job_ids() -> list[str]:
-    """Ids of the jobs this worker's pool is running now (per Celery's own bookkeeping)."""
+def running_jobs() -> list[tuple[str, Any]]:
+    """(job id, Celery request) of the jobs this worker's pool is running now (per Celery's own
+    bookkeeping)."""
     return [
-        request.args[0]
+        (request.args[0], request)
         for request in list(worker_state.active_requests)
         if request.name == RUN_JOB_TASK and request.args
     ]
+
+
+def running_job_ids() -> list[str]:
+    """Ids of the jobs this worker's pool is running now."""
+    return [job_id for job_id, _ in running_jobs()]
 
 
 class WorkerPresence:
@@ -68,6 +76,9 @@ class WorkerPresence:
         self.jobs = JobStore(self.redis, settings.heartbeat_ttl_seconds)
         self.interval = settings.heartbeat_seconds
         self.ttl_ms = int(settings.heartbeat_ttl_seconds * 1000)
+        self.watchdog = Watchdog(
+            self.jobs, settings.job_stall_seconds, settings.cancel_grace_seconds
+        )
         self.info: dict[str, Any] = {
             "hostname": hostname,
             "pid": os.getpid(),
@@ -106,8 +117,10 @@ class WorkerPresence:
                     # Checked live so /health can show the parent never imported TensorFlow.
                     self.info["tensorflow_in_parent"] = "tensorflow" in sys.modules
                     publish_worker(self.redis, self.info, self.ttl_ms)
-                for job_id in running_job_ids():
+                jobs = running_jobs()
+                for job_id, _ in jobs:
                     self.jobs.heartbeat(job_id)
+                self.watchdog.check(jobs)
             except Exception:
                 logger.warning("Could not publish worker and job heartbeats", exc_info=True)
             time.sleep(self.interval)

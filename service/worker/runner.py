@@ -21,6 +21,7 @@ from service.jobs.store import SERIES, JobStore, ModelEntry
 from service.models.store import ModelStore
 from service.settings import Settings, get_settings
 from service.worker.time_limits import time_limit_error
+from service.worker.watchdog import ProgressClock
 from training.progress import TrainingCancelled
 
 logger = logging.getLogger(__name__)
@@ -37,9 +38,16 @@ class StoreReporter:
     report; entries are written by index, so a retry never appends one twice.
     """
 
-    def __init__(self, store: JobStore, job_id: str, interval: float = 0.2) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        job_id: str,
+        interval: float = 0.2,
+        clock: ProgressClock | None = None,
+    ) -> None:
         self.store = store
         self.job_id = job_id
+        self.clock = clock  # tells the worker's parent the job is not stalled
         self.interval = interval
         self._pending: dict[str, Any] | None = None
         self._unsent: dict[str, list[dict[str, Any]]] = {series: [] for series in SERIES}
@@ -49,11 +57,13 @@ class StoreReporter:
         self._redis_down_since: float | None = None
 
     def report(self, **progress: Any) -> None:
+        self._tick()
         self._pending = progress
         if time.monotonic() - self._last_write >= self.interval:
             self.try_flush()
 
     def record_epoch(self, entry: dict[str, Any]) -> None:
+        self._tick()
         self._unsent["history"].append(entry)
         self.try_flush()
 
@@ -62,6 +72,7 @@ class StoreReporter:
         self.try_flush()
 
     def check_cancelled(self) -> None:
+        self._tick()
         now = time.monotonic()
         if now - self._last_cancel_check < self.interval:
             return
@@ -73,6 +84,10 @@ class StoreReporter:
             return
         if cancelled:
             raise TrainingCancelled(f"Job {self.job_id} was cancelled.")
+
+    def _tick(self) -> None:
+        if self.clock is not None:
+            self.clock.tick()
 
     def try_flush(self) -> bool:
         """Write what is pending; False (kept for the next try) when Redis does not answer."""
@@ -143,7 +158,24 @@ def run_job(job_id: str, worker_hostname: str) -> None:
         logger.info("Job %s is no longer queued (cancelled or already handled); skipping.", job_id)
         return
     logger.info("Job %s (%s) started with params %s", job_id, record.kind, record.params)
-    reporter = StoreReporter(store, job_id)
+    clock = ProgressClock(job_id)
+    try:
+        _run_started(
+            job_id, record, settings, store, models, StoreReporter(store, job_id, clock=clock)
+        )
+    finally:
+        clock.close()
+
+
+def _run_started(
+    job_id: str,
+    record: JobRecord,
+    settings: Settings,
+    store: JobStore,
+    models: ModelStore,
+    reporter: StoreReporter,
+) -> None:
+    """Run a started job's training and record how it ended."""
     model_id = None
     try:
         kind = _kind(record)
