@@ -10,6 +10,7 @@ line or a marker stroke. The steps below undo each difference in turn.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -27,12 +28,22 @@ MNIST_STROKE_RANGE = (1.76, 3.45)
 MIN_CONTRAST = 0.12  # ink differs from the paper by at least this fraction of its brightness
 LOW, HIGH = 0.2, 0.5  # hysteresis thresholds, as fractions of the strongest ink
 # Rows, in heights of the row's digits: how wide a fragment joined to a neighbour may make
-# it, and how wide a share of a group of touching digits must be (a single wide digit is not
-# cut in two; two touching 1s are not found).
+# it, how wide one digit can be (MNIST's are at most as wide as tall), and how wide a group must
+# be to hold two digits for sure (then a fragment elsewhere is joined to a neighbour even when
+# the count is already right).
 MAX_DIGIT_ASPECT = 1.0
-MIN_DIGIT_WIDTH = 0.6  # a group holds n touching digits only if 0.6 n heights wide
+MAX_DIGIT_WIDTH = 1.05
+SURELY_TWO_WIDE = 1.2
 MAX_GROUPS_PER_DIGIT = 3  # more ink groups than this per expected digit: not such a row
+# Cutting touching digits apart (`_cut_touching`). Seams are paths from the top of the ink to
+# its bottom, moving at most a column a row; their cost is the ink they cross, in stroke widths.
 MIN_PIECE_WIDTH = 2  # pixels: a touching group is never cut into narrower pieces
+MIN_PIECE_SHARE = 0.1  # heights: nor into pieces narrower than this (a 1 is about 0.2 wide)
+MIN_PIECE_INK = 0.4  # heights of stroke: each piece holds at least this much ink
+MIN_DIGIT_SHARE = 0.15  # heights: a group is given another digit only if each can be this wide
+SEAM_STEP_COST = 0.05  # stroke widths: a seam's cost for each column it moves sideways
+TALL_PIECE = 0.75  # heights: a piece shorter than this is likely part of a digit cut in two
+WIDTH_WEIGHT = 2.0  # how much wide pieces favour a cut, per height of width (up to 0.75)
 
 
 class NoDigitFound(ValueError):
@@ -79,9 +90,9 @@ def split_row(gray: np.ndarray, expected: int) -> list[PreparedDigit]:
     The ink is found as for one digit; its parts are grouped into digits by their columns
     (parts that overlap horizontally, like a 5's flag and its body, are one digit). Knowing how
     many digits to expect, the fewest changes are made to reach that count: fragments join a
-    neighbour, and groups wide enough to hold several digits (digits that touch) are cut where
-    they have the least ink. Each digit is then normalised on its own. `WrongDigitCount` when
-    the count still differs.
+    neighbour, and groups that hold several digits (digits that touch) are cut along the
+    curved paths that cross the least ink. Each digit is then normalised on its own.
+    `WrongDigitCount` when the count still differs.
     """
     if gray.ndim != 2:
         raise ValueError(f"Expected a 2-D grayscale image, got shape {gray.shape}.")
@@ -89,7 +100,7 @@ def split_row(gray: np.ndarray, expected: int) -> list[PreparedDigit]:
     columns = _digit_columns(mask, most=MAX_GROUPS_PER_DIGIT * expected)
     found = len(columns)
     columns = _merge_strays(columns, expected)
-    columns = _cut_touching(columns, expected)
+    columns = _cut_touching(columns, expected, ink)
     if len(columns) != expected:
         raise WrongDigitCount(found, expected)
     digits = []
@@ -175,15 +186,25 @@ def _merge_strays(columns: list[np.ndarray], expected: int) -> list[np.ndarray]:
     """While there are too many groups, join the adjacent pair that makes the most digit-like
     union: a fragment (far shorter than the row's digits, like a 5's flag) first, else the
     narrowest union; never a union wider than a digit can be (then the row holds more digits
-    than expected, and the caller says so)."""
+    than expected, and the caller says so).
+
+    Groups too wide for one digit (touching digits) will be cut into more digits; while they
+    would take the count past `expected`, fragments are joined to a neighbour too (a 5's flag
+    beside two touching 1s once made the right count of wrong digits)."""
     columns = list(columns)
-    while len(columns) > expected:
+    while len(columns) > 1:
         boxes = [cv2.boundingRect(parts) for parts in columns]
         height = float(np.median([h for _, _, _, h in boxes]))
+        surplus = len(columns) - expected
+        to_cut = sum(math.ceil(w / (SURELY_TWO_WIDE * height)) - 1 for _, _, w, _ in boxes)
+        if surplus + max(to_cut, 0) <= 0:
+            break
         costs = [
             _union_width(left, right) / height - (min(left[3], right[3]) < 0.6 * height)
             for left, right in itertools.pairwise(boxes)
         ]
+        if surplus <= 0:  # only fragments
+            costs = [cost if cost < 0 else np.inf for cost in costs]
         pair = int(np.argmin(costs))
         if costs[pair] > MAX_DIGIT_ASPECT:
             break
@@ -191,50 +212,189 @@ def _merge_strays(columns: list[np.ndarray], expected: int) -> list[np.ndarray]:
     return columns
 
 
-def _cut_touching(columns: list[np.ndarray], expected: int) -> list[np.ndarray]:
-    """While there are too few groups, give one more digit to the group that is widest for
-    the digits it already holds (if that many can fit: touching digits), then cut each group
-    into its digits at the columns with the least ink near evenly spaced positions."""
-    boxes = [cv2.boundingRect(parts) for parts in columns]
-    height = float(np.median([h for _, _, _, h in boxes]))
-    holds = [1] * len(columns)
-    while sum(holds) < expected:
-        widest = max(range(len(columns)), key=lambda i: boxes[i][2] / holds[i])
-        share = boxes[widest][2] / (holds[widest] + 1)
-        if share < MIN_DIGIT_WIDTH * height or share < MIN_PIECE_WIDTH:
-            break
-        holds[widest] += 1
-    digits = []
-    for parts, box, count in zip(columns, boxes, holds, strict=True):
-        digits.extend(_cut(parts, box, count) if count > 1 else [parts])
-    return digits
-
-
 def _union_width(left: tuple[int, ...], right: tuple[int, ...]) -> int:
     return max(left[0] + left[2], right[0] + right[2]) - min(left[0], right[0])
 
 
-def _cut(parts: np.ndarray, box: tuple[int, int, int, int], count: int) -> list[np.ndarray]:
-    """`parts` cut into `count` digits at the columns with the least ink, each within a third
-    of a digit's width of its evenly spaced position."""
+class _Seams:
+    """The least-cost seam through each column of the middle row of `cost` (ink, in stroke
+    widths), moving at most one column a row, `SEAM_STEP_COST` a move, within `allowed`
+    columns. Unlike a straight cut, a seam finds its way between digits whose boxes overlap
+    but whose strokes barely touch."""
+
+    def __init__(self, cost: np.ndarray, allowed: np.ndarray) -> None:
+        rows, width = cost.shape
+        cost = np.where(allowed, cost, np.inf)
+        self.middle = rows // 2
+        # The column each row's best seam comes from, as -1, 0 or +1, seen from the middle.
+        self.from_above = np.zeros((rows, width), np.int8)
+        self.from_below = np.zeros((rows, width), np.int8)
+        above = self._sweep(cost, range(self.middle + 1), self.from_above)
+        below = self._sweep(cost, range(rows - 1, self.middle - 1, -1), self.from_below)
+        with np.errstate(invalid="ignore"):  # inf - inf outside the allowed columns
+            profile = above + below - cost[self.middle]
+        self.profile = np.where(np.isfinite(profile), profile, np.inf)
+
+    @staticmethod
+    def _sweep(cost: np.ndarray, order: range, moves: np.ndarray) -> np.ndarray:
+        total = cost[order[0]].copy()
+        columns = np.arange(cost.shape[1])
+        options = np.full((3, cost.shape[1]), np.inf)
+        for row in order[1:]:
+            options[0, 1:] = total[:-1] + SEAM_STEP_COST  # from the column on the left
+            options[1] = total
+            options[2, :-1] = total[1:] + SEAM_STEP_COST
+            choice = np.argmin(options, axis=0)
+            moves[row] = choice - 1
+            total = options[choice, columns] + cost[row]
+        return total
+
+    def path(self, column: int) -> np.ndarray:
+        """The seam's column in each row."""
+        path = np.empty(len(self.from_above), np.int64)
+        path[self.middle] = column
+        for row in range(self.middle, 0, -1):
+            path[row - 1] = path[row] + self.from_above[row, path[row]]
+        for row in range(self.middle, len(path) - 1):
+            path[row + 1] = path[row] + self.from_below[row, path[row]]
+        return path
+
+
+def _cut_touching(columns: list[np.ndarray], expected: int, ink: np.ndarray) -> list[np.ndarray]:
+    """While there are too few groups, give one more digit to the group that best holds
+    another: first a group too wide for the digits it holds, else the one whose cut into one
+    more piece crosses the least ink, leaves no piece far shorter than a digit and gives wide
+    pieces. Then cut each group along its seams.
+
+    A group of n digits is cut along n - 1 seams (`_Seams`) chosen together for the least ink
+    crossed, each piece between MIN_PIECE_SHARE and MAX_DIGIT_WIDTH heights wide (at its
+    middle row) and holding MIN_PIECE_INK heights of stroke.
+    """
+    if len(columns) >= expected:
+        return columns
+    boxes = [cv2.boundingRect(parts) for parts in columns]
+    height = float(np.median([h for _, _, _, h in boxes]))
+    union = np.zeros_like(columns[0])
+    for parts in columns:
+        union |= parts
+    rows = np.flatnonzero(union.any(axis=1))
+    top, bottom = int(rows[0]), int(rows[-1]) + 1
+    cost = ink[top:bottom] * union[top:bottom] / max(stroke_width(union), 1.0)
+    narrowest = max(MIN_PIECE_WIDTH, round(MIN_PIECE_SHARE * height))
+    allowed = np.zeros(union.shape[1], bool)
+    for x, _, width, _ in boxes:
+        allowed[x + narrowest : x + width - narrowest + 1] = True
+    seams = _Seams(cost, allowed)
+    ink_left_of = np.concatenate([[0.0], np.cumsum(cost.sum(axis=0))])
+    holds = [1] * len(columns)
+    cuts: dict[tuple[int, int], list[int] | None] = {}
+    scores: dict[tuple[int, int], float] = {}
+
+    def score(index: int, count: int) -> float:
+        """How well group `index` splits into `count` digits (lower is better; inf: not)."""
+        width = boxes[index][2]
+        share = width / (count * height)
+        if share < MIN_DIGIT_SHARE or width / count < MIN_PIECE_WIDTH:
+            return np.inf
+        if (index, count) not in scores:
+            where = _seam_cuts(seams.profile, ink_left_of, boxes[index], count, height, narrowest)
+            cuts[index, count] = where
+            if where is None:
+                scores[index, count] = np.inf
+            else:
+                crossed = max(float(seams.profile[column]) for column in where)
+                pieces = _pieces(columns[index][top:bottom], boxes[index], where, seams)
+                tall = [_ink_height(piece) / height for piece in pieces]
+                short = sum(max(0.0, TALL_PIECE - piece) for piece in tall)
+                scores[index, count] = (
+                    crossed + short - WIDTH_WEIGHT * min(share, 0.75) if min(tall) else np.inf
+                )
+        return scores[index, count]
+
+    while sum(holds) < expected:
+        options = [
+            (boxes[i][2] <= MAX_DIGIT_WIDTH * holds[i] * height, score(i, holds[i] + 1), i)
+            for i in range(len(columns))
+        ]
+        _, best, index = min(options)
+        if not np.isfinite(best):
+            break
+        holds[index] += 1
+    digits = []
+    for index, (parts, count) in enumerate(zip(columns, holds, strict=True)):
+        if count == 1:
+            digits.append(parts)
+            continue
+        x, _, width, _ = boxes[index]
+        for crop in _pieces(parts[top:bottom], boxes[index], cuts[index, count], seams):
+            piece = np.zeros_like(parts)
+            piece[top:bottom, x : x + width] = crop
+            digits.append(piece)
+    return digits
+
+
+def _seam_cuts(
+    profile: np.ndarray,
+    ink_left_of: np.ndarray,
+    box: tuple[int, int, int, int],
+    count: int,
+    height: float,
+    narrowest: int,
+) -> list[int] | None:
+    """The middle-row columns of the `count - 1` seams that cut the group in `box` into
+    `count` pieces crossing the least ink in all (dynamic programming over the pieces' right
+    edges), each piece `narrowest` to MAX_DIGIT_WIDTH heights wide (wider where the group is
+    too wide for that) and holding MIN_PIECE_INK heights of stroke; None if none can."""
     x, _, width, _ = box
-    profile = parts[:, x : x + width].sum(axis=0)
-    step = width / count
-    cuts = [0]
-    for index in range(1, count):
-        ideal = index * step
-        # Room for this piece and one column for each piece still to come.
-        low = min(max(cuts[-1] + 1, round(ideal - step / 3)), width - (count - index))
-        window = profile[low : max(low + 1, round(ideal + step / 3))]
-        # The least ink; among equals, the column nearest the ideal position.
-        cuts.append(low + min(range(len(window)), key=lambda i: (window[i], abs(low + i - ideal))))
-    cuts.append(width)
-    pieces = []
-    for left, right in itertools.pairwise(cuts):
-        piece = np.zeros_like(parts)
-        piece[:, x + left : x + right] = parts[:, x + left : x + right]
-        pieces.append(piece)
-    return pieces
+    widest = max(narrowest, int(MAX_DIGIT_WIDTH * height))
+    if count * widest < width:  # too wide for `count` digits: let pieces be wider
+        widest = math.ceil(1.5 * width / count)
+    widest = min(widest, width)
+    if widest < narrowest:
+        return None
+    ends = np.arange(width + 1)
+    starts = ends[:, None] - np.arange(narrowest, widest + 1)[None, :]  # [end, piece width]
+    possible = starts >= 0
+    starts = np.where(possible, starts, 0)
+    inside = ink_left_of[x + ends][:, None] - ink_left_of[x + starts]
+    possible &= inside >= MIN_PIECE_INK * height
+    seam_cost = profile[x : x + width + 1]
+    best = np.full(width + 1, np.inf)  # least cost of the pieces so far, by right edge
+    best[0] = 0.0
+    previous = []
+    for piece in range(count):
+        totals = np.where(possible, best[starts], np.inf)
+        choice = np.argmin(totals, axis=1)
+        best = totals[ends, choice] + (seam_cost if piece < count - 1 else 0.0)
+        previous.append(starts[ends, choice])
+    if not np.isfinite(best[width]):
+        return None
+    edges = [width]
+    for step in reversed(previous):
+        edges.append(int(step[edges[-1]]))
+    return [x + edge for edge in reversed(edges[1:-1])]
+
+
+def _pieces(
+    parts: np.ndarray, box: tuple[int, int, int, int], cuts: list[int], seams: _Seams
+) -> list[np.ndarray]:
+    """The group's parts (rows of the seams) within its box, cut along the seams."""
+    x, _, width, _ = box
+    rows = parts.shape[0]
+    edges = [np.full(rows, x)] + [seams.path(cut) for cut in cuts] + [np.full(rows, x + width)]
+    for index in range(2, len(edges) - 1):  # seams may meet, never cross
+        edges[index] = np.maximum(edges[index], edges[index - 1])
+    columns = np.arange(x, x + width)[None, :]
+    crop = parts[:, x : x + width]
+    return [
+        crop * ((columns >= left[:, None]) & (columns < right[:, None]))
+        for left, right in itertools.pairwise(edges)
+    ]
+
+
+def _ink_height(piece: np.ndarray) -> int:
+    rows = np.flatnonzero(piece.any(axis=1))
+    return int(rows[-1] - rows[0] + 1) if len(rows) else 0
 
 
 def _downscale(gray: np.ndarray) -> np.ndarray:
