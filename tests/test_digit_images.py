@@ -172,6 +172,31 @@ def test_rows_are_split_at_any_resolution_with_gaps_down_to_a_pixel(mnist_path, 
     assert np.mean(results) >= 17 / 18
 
 
+def test_rows_of_touching_digits_are_split_at_several_scales(mnist_path):
+    """Rows of 10 MNIST test digits whose boxes meet (gap 0, strokes often touching): the
+    splitter cut 21 of these 30 rows right with straight cuts, 30 with seams."""
+    with np.load(mnist_path) as data:
+        images = data["x_test"]
+    rng = np.random.default_rng(0)
+    results = []
+    for height, upscale in ((16, 3), (28, 1), (56, 1)):
+        for _ in range(10):
+            start = int(rng.integers(0, len(images) - 10))
+            row, spans = row_of_digits(images[start : start + 10], height, 0, rng, upscale)
+            results.append(_row_is_split_right(row, spans))
+    assert sum(results) >= 29
+
+
+@pytest.mark.parametrize(("height", "first"), [(28, 0), (56, 10)])
+def test_touching_1s_in_a_row_are_told_apart(mnist_path, height, first):
+    """Ten MNIST 1s side by side, touching: pairs of them are narrower than two digits were
+    required to be (0.6 heights each), so they were never cut (WrongDigitCount)."""
+    with np.load(mnist_path) as data:
+        ones = data["x_test"][data["y_test"] == 1][first : first + 10]
+    row, spans = row_of_digits(ones, height, 0, np.random.default_rng(0))
+    assert _row_is_split_right(row, spans)
+
+
 def test_a_stray_mark_beside_the_last_digit_joins_it():
     """A fragment next to the row's last digit once made the splitter index past the end
     (HTTP 500) or merge into the wrong neighbour."""
