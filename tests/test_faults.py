@@ -312,3 +312,38 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def test_a_sweep_whose_queueing_fails_leaves_no_orphans_and_a_retry_gives_one_sweep(tmp_path):
+    redis = OwnRedis(tmp_path).start()
+    stack = ServiceStack(0, tmp_path, redis_base=redis.url, MAX_RESENDS="100", **RECONCILER)
+    stack.start()
+    try:
+        # The broker refuses every message (LPUSH is how Celery queues one), records go in.
+        stack.redis.execute_command("ACL", "SETUSER", "default", "-lpush")
+        body = {"base": {"kind": "backprop", "params": {"steps": 1}},
+                "grid": {"activation": ["relu", "tanh", "sigmoid"]}}  # fmt: skip
+        key = {"Idempotency-Key": "sweep-1"}
+        first = stack.client.post("/sweeps", json=body, headers=key)
+        assert first.status_code == 202, first.text
+        sweep = first.json()
+        job_ids = {job["job_id"] for job in sweep["jobs"]}
+        jobs = stack.client.get("/jobs", params={"limit": 100}).json()["items"]
+        assert {job["id"] for job in jobs} == job_ids  # every job belongs to the sweep
+        assert {job["status"] for job in jobs} == {"queued"}
+
+        retry = stack.client.post("/sweeps", json=body, headers=key)
+        assert retry.status_code == 202 and retry.json()["id"] == sweep["id"]
+        assert stack.client.get("/sweeps").json()["total"] == 1
+        assert stack.client.get("/jobs").json()["total"] == len(job_ids)
+
+        stack.redis.execute_command("ACL", "SETUSER", "default", "+lpush")
+        finished = wait_for(
+            lambda: (s := stack.client.get(f"/sweeps/{sweep['id']}").json())["status"]
+            == "finished" and s, 60, "the sweep's jobs, sent again, to finish",
+        )  # fmt: skip
+        assert {job["status"] for job in finished["jobs"]} == {"succeeded"}
+    finally:
+        stack.redis.execute_command("ACL", "SETUSER", "default", "+lpush")
+        stack.stop()
+        redis.stop()

@@ -272,3 +272,24 @@ def test_a_request_body_over_the_limit_is_refused_before_it_is_read(client):
     assert streamed.status_code == 413, streamed.text
     assert streamed.json()["code"] == "request_too_large"
     assert client.get("/jobs", params={"limit": 1}).status_code == 200  # still serving
+
+
+def test_a_retried_submission_with_the_same_idempotency_key_creates_one_job(stack):
+    key = {"Idempotency-Key": f"retry-{os.getpid()}-{datetime.now().timestamp()}"}
+    body = {"kind": "backprop", "params": {"steps": 1}}
+    first = stack.client.post("/jobs", json=body, headers=key)
+    again = stack.client.post("/jobs", json=body, headers=key)
+    assert first.status_code == again.status_code == 202, again.text
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["location"] == first.headers["location"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    assert stack.wait_until_finished(first.json()["id"])["status"] == "succeeded"
+
+    other = stack.client.post("/jobs", json={**body, "params": {"steps": 2}}, headers=key)
+    assert other.status_code == 409
+    assert (
+        "Idempotency-Key" in other.json()["detail"] and first.json()["id"] in other.json()["detail"]
+    )
+    fresh = stack.client.post("/jobs", json=body, headers={"Idempotency-Key": "x" * 256})
+    assert fresh.status_code == 422

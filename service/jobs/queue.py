@@ -1,12 +1,14 @@
 """Submitting jobs: validate, store, then queue by task name (no TensorFlow on this path)."""
 
 import logging
+import time
 from typing import Any
 
 from celery import Celery
-from redis.exceptions import RedisError
+from redis.client import Pipeline
 
-from service.errors import NotFoundError, UnavailableError
+from service.errors import NotFoundError
+from service.jobs.idempotency import create_once
 from service.jobs.kinds import InvalidJobError, JobKind, check_size, get_kind, validate_params
 from service.jobs.limits import digit_network
 from service.jobs.schemas import JobRecord, JobSubmission
@@ -26,11 +28,34 @@ def submit_job(
 ) -> JobRecord:
     """Validate the submission (with `models`, also that the stored models its params name
     exist and fit), store it as queued, and send it to the workers' queue."""
+    return submit_job_once(store, celery_app, queue, submission, models)[0]
+
+
+def submit_job_once(
+    store: JobStore,
+    celery_app: Celery,
+    queue: str,
+    submission: JobSubmission,
+    models: ModelStore | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[JobRecord, bool]:
+    """`submit_job`, once per `idempotency_key`: returns the job and whether this call created
+    it (False: the job an earlier request with that key created, as it is now)."""
     kind = get_kind(submission.kind)
     params = validate_params(kind, submission.params)
     if models is not None:
         check_model_references(kind, params, models)
-    return enqueue_job(store, celery_app, queue, kind.name, params)
+    job_id = store.new_id()
+
+    def create(pipe: Pipeline) -> str:
+        store.add_create(pipe, job_id, kind.name, params, time.time())
+        return job_id
+
+    request = {"kind": kind.name, "params": params}
+    job_id, created = create_once(store.redis, "jobs", idempotency_key, request, create)
+    if created:
+        send_job(celery_app, queue, job_id)
+    return store.get(job_id), created
 
 
 def check_model_references(kind: JobKind, params: dict[str, Any], models: ModelStore) -> None:
@@ -56,26 +81,16 @@ def enqueue_job(
 ) -> JobRecord:
     """Store already validated params as a queued job and send it to the workers' queue."""
     record = store.create(kind, params)
-    send_job(store, celery_app, queue, record.id)
+    send_job(celery_app, queue, record.id)
     return record
 
 
-def send_job(store: JobStore, celery_app: Celery, queue: str, job_id: str) -> None:
-    """Send a stored queued job's message; `UnavailableError` (the job marked failed, or left
-    to the reconciler when even that fails) when it cannot be sent."""
+def send_job(celery_app: Celery, queue: str, job_id: str) -> bool:
+    """Send a stored queued job's message; False when the broker refuses it. The job stays
+    queued then, and the reconciler sends it again (service.jobs.reconciler)."""
     try:
         celery_app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue)
-    except Exception as error:  # OperationalError, or any other refusal of the broker
-        logger.exception("Could not queue job %s", job_id)
-        try:
-            store.mark_failed(job_id, f"Could not be queued: {error}")
-        except RedisError:
-            # Left queued with no message: the reconciler sends it again or fails it.
-            raise UnavailableError(
-                f"The job was stored as {job_id!r} but could not be queued ({error}); the "
-                f"service sends it again once Redis answers: see GET /jobs/{job_id}."
-            ) from error
-        raise UnavailableError(
-            f"The job was stored as {job_id!r} but could not be queued ({error}); it is "
-            "marked failed. Check that Redis is reachable and submit it again."
-        ) from error
+    except Exception:  # OperationalError, or any other refusal of the broker
+        logger.exception("Could not send job %s; the reconciler will send it again.", job_id)
+        return False
+    return True

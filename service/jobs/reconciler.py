@@ -4,8 +4,9 @@ It runs in the background of each API process; one pass at a time across them (a
 - a running job whose heartbeat expired (its worker is gone) is failed, every heartbeat
   interval;
 - a queued job whose message is in no queue (the API crashed between storing and sending it,
-  or the send failed) or sits unacknowledged longer than QUEUED_GRACE_SECONDS (a worker took
-  it and died before starting it) is sent again: safe, as only a queued job can start. After
+  or the send failed), or is held unacknowledged by no live worker (a worker took it and died
+  before starting it; each worker lists the jobs it holds in its liveness record), for longer
+  than QUEUED_GRACE_SECONDS is sent again: safe, as only a queued job can start. After
   MAX_RESENDS messages it is failed, saying why;
 - then `after_pass` runs (the API queues default models missing again, service.bootstrap).
 
@@ -32,6 +33,7 @@ from service import redis_keys
 from service.jobs.schemas import JobStatus
 from service.jobs.store import JobStore
 from service.jobs.task_names import RUN_JOB_TASK
+from service.worker.registry import live_workers
 
 logger = logging.getLogger(__name__)
 
@@ -93,10 +95,13 @@ class Reconciler:
         if not queued:
             return
         waiting, taken = self._messages()
+        held = {
+            job_id for worker in live_workers(self.redis) for job_id in worker.get("holding", [])
+        }
         now = time.time()
         for job_id in queued:
-            if job_id in waiting:
-                continue
+            if job_id in waiting or job_id in held:
+                continue  # waiting for a worker, or taken by a live one (busy, or starting it)
             created_at, sent_at, resends = self.jobs.get_raw(
                 job_id, "created_at", "sent_at", "resends"
             )

@@ -1,17 +1,21 @@
-"""Submitting a sweep (every cell validated before any job is queued), summarizing its cells,
-and cancelling what is left of it."""
+"""Submitting a sweep (every cell validated, then the sweep and its jobs stored in one
+transaction, then their messages sent), summarizing its cells, and cancelling what is left of
+it."""
 
 from __future__ import annotations
 
 import itertools
 import math
+import time
 from typing import Any
 
 from celery import Celery
+from redis.client import Pipeline
 
 from service.errors import ConflictError
+from service.jobs.idempotency import create_once
 from service.jobs.kinds import InvalidJobError, JobKind, get_kind, validate_params
-from service.jobs.queue import check_model_references, enqueue_job
+from service.jobs.queue import check_model_references, send_job
 from service.jobs.schemas import JobStatus
 from service.jobs.store import JobStore
 from service.models.store import ModelStore
@@ -44,8 +48,22 @@ def submit_sweep(
     models: ModelStore | None = None,
 ) -> SweepRecord:
     """Validate every cell and replicate (with `models`, also the stored models their params
-    name, and the size of a job that fine-tunes one), then queue one job each and store the
-    sweep."""
+    name, and the size of a job that fine-tunes one), then store the sweep with one queued job
+    each, all at once, then send the jobs."""
+    return submit_sweep_once(jobs, sweeps, celery, queue, submission, models)[0]
+
+
+def submit_sweep_once(
+    jobs: JobStore,
+    sweeps: SweepStore,
+    celery: Celery,
+    queue: str,
+    submission: SweepSubmission,
+    models: ModelStore | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[SweepRecord, bool]:
+    """`submit_sweep`, once per `idempotency_key`: returns the sweep and whether this call
+    created it (False: the sweep an earlier request with that key created)."""
     kind = get_kind(submission.base.kind, location=("body", "base", "kind"))
     _check_grid(kind, submission)
     planned = []
@@ -60,22 +78,28 @@ def submit_sweep(
                 raise InvalidJobError(f"In the cell {cell}: {error.detail}", error.errors) from None
             planned.append((cell, replicate, validated))
 
+    sweep_id = sweeps.new_id()
     sweep_jobs = [
-        SweepJob(
-            job_id=enqueue_job(jobs, celery, queue, kind.name, params).id,
-            cell=cell,
-            replicate=replicate,
-        )
-        for cell, replicate, params in planned
+        SweepJob(job_id=jobs.new_id(), cell=cell, replicate=replicate)
+        for cell, replicate, _ in planned
     ]
-    return sweeps.create(
-        sweeps.new_id(),
-        kind.name,
-        submission.base.params,
-        submission.grid,
-        submission.replicates,
-        sweep_jobs,
-    )
+
+    def create(pipe: Pipeline) -> str:
+        # The sweep and every job of it, in one transaction: never a job without its sweep.
+        now = time.time()
+        sweeps.add_create(pipe, sweep_id, kind.name, submission.base.params, submission.grid,
+                          submission.replicates, sweep_jobs, now)  # fmt: skip
+        for sweep_job, (_, _, params) in zip(sweep_jobs, planned, strict=True):
+            jobs.add_create(pipe, sweep_job.job_id, kind.name, params, now)
+        return sweep_id
+
+    request = submission.model_dump(mode="json")
+    sweep_id, created = create_once(jobs.redis, "sweeps", idempotency_key, request, create)
+    if created:
+        for sweep_job in sweep_jobs:
+            if not send_job(celery, queue, sweep_job.job_id):
+                break  # the rest stay queued too: the reconciler sends them all
+    return sweeps.get(sweep_id), created
 
 
 def _check_grid(kind: JobKind, submission: SweepSubmission) -> None:

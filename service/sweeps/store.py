@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 
 from service.errors import NotFoundError
+from service.redis_keys import SWEEPS_ALL, sweep_key
 from service.redis_pages import newest_first
 from service.sweeps.schemas import SweepJob, SweepRecord
 
@@ -32,10 +34,26 @@ class SweepStore:
         replicates: int,
         jobs: list[SweepJob],
     ) -> SweepRecord:
-        now = time.time()
         pipe = self.redis.pipeline(transaction=True)
+        self.add_create(pipe, sweep_id, kind, base_params, grid, replicates, jobs, time.time())
+        pipe.execute()
+        return self.get(sweep_id)
+
+    @staticmethod
+    def add_create(
+        pipe: Pipeline,
+        sweep_id: str,
+        kind: str,
+        base_params: dict[str, Any],
+        grid: dict[str, list[Any]],
+        replicates: int,
+        jobs: list[SweepJob],
+        now: float,
+    ) -> None:
+        """Add the commands that store a new sweep to `pipe` (a transaction), so that its jobs'
+        records are stored with it, all or nothing."""
         pipe.hset(
-            _sweep_key(sweep_id),
+            sweep_key(sweep_id),
             mapping={
                 "id": sweep_id,
                 "kind": kind,
@@ -46,12 +64,10 @@ class SweepStore:
                 "created_at": repr(now),
             },
         )
-        pipe.zadd("sweeps:all", {sweep_id: now})
-        pipe.execute()
-        return self.get(sweep_id)
+        pipe.zadd(SWEEPS_ALL, {sweep_id: now})
 
     def get(self, sweep_id: str) -> SweepRecord:
-        raw = self.redis.hgetall(_sweep_key(sweep_id))
+        raw = self.redis.hgetall(sweep_key(sweep_id))
         if not raw:
             raise NotFoundError(
                 f"No sweep with id {sweep_id!r}. List sweeps with GET /sweeps; ids are the "
@@ -60,11 +76,7 @@ class SweepStore:
         return _decode(raw)
 
     def list(self, limit: int = 20, offset: int = 0) -> tuple[list[SweepRecord], int]:
-        return newest_first(self.redis, "sweeps:all", _sweep_key, _decode, limit, offset)
-
-
-def _sweep_key(sweep_id: str) -> str:
-    return f"sweep:{sweep_id}"
+        return newest_first(self.redis, SWEEPS_ALL, sweep_key, _decode, limit, offset)
 
 
 def _decode(raw: dict[str, str]) -> SweepRecord:

@@ -62,6 +62,15 @@ def running_jobs() -> list[tuple[str, Any]]:
     ]
 
 
+def held_job_ids() -> list[str]:
+    """Ids of the jobs whose messages this worker has taken and not finished, started or not."""
+    return [
+        request.args[0]
+        for request in list(worker_state.reserved_requests)
+        if request.name == RUN_JOB_TASK and request.args
+    ]
+
+
 def running_job_ids() -> list[str]:
     """Ids of the jobs this worker's pool is running now."""
     return [job_id for job_id, _ in running_jobs()]
@@ -116,6 +125,8 @@ class WorkerPresence:
                 if not self._leaving.is_set():
                     # Checked live so /health can show the parent never imported TensorFlow.
                     self.info["tensorflow_in_parent"] = "tensorflow" in sys.modules
+                    # Jobs whose messages it holds, started or not (read by the reconciler).
+                    self.info["holding"] = held_job_ids()
                     publish_worker(self.redis, self.info, self.ttl_ms)
                 jobs = running_jobs()
                 for job_id, _ in jobs:

@@ -13,7 +13,8 @@ from service.api.deps import (
     WriteAccess,
 )
 from service.api.errors import ERROR_RESPONSES
-from service.sweeps.runs import cancel_sweep, submit_sweep, summarize
+from service.api.routes.jobs import IdempotencyKey
+from service.sweeps.runs import cancel_sweep, submit_sweep_once, summarize
 from service.sweeps.schemas import SweepPage, SweepRecord, SweepSubmission
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], responses=ERROR_RESPONSES)
@@ -33,10 +34,16 @@ def create_sweep(
     celery: CeleryDep,
     settings: SettingsDep,
     models: ModelStoreDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> SweepRecord:
-    """Queue one job per grid cell and replicate, after validating every one of them."""
-    record = submit_sweep(jobs, sweeps, celery, settings.job_queue, submission, models)
+    """Queue one job per grid cell and replicate, after validating every one of them (once per
+    Idempotency-Key)."""
+    record, created = submit_sweep_once(
+        jobs, sweeps, celery, settings.job_queue, submission, models, idempotency_key
+    )
     response.headers["Location"] = f"/sweeps/{record.id}"
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
     return summarize(record, jobs)
 
 
