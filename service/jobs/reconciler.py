@@ -91,27 +91,30 @@ class Reconciler:
         return done
 
     def _requeue(self, done: Pass) -> None:
+        # Jobs queued (or last sent) longer than the grace ago; the queue is read only if any.
+        now = time.time()
         queued = self.jobs.ids_with_status(JobStatus.QUEUED)
-        if not queued:
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in queued:
+            pipe.hmget(redis_keys.job_key(job_id), ["created_at", "sent_at", "resends"])
+        overdue = {
+            job_id: int(resends or 0)
+            for job_id, (created_at, sent_at, resends) in zip(queued, pipe.execute(), strict=True)
+            if created_at is not None and now - float(sent_at or created_at) >= self.grace_seconds
+        }
+        if not overdue:
             return
         waiting, taken = self._messages()
         held = {
             job_id for worker in live_workers(self.redis) for job_id in worker.get("holding", [])
         }
-        now = time.time()
-        for job_id in queued:
+        for job_id, resends in overdue.items():
             if job_id in waiting or job_id in held:
                 continue  # waiting for a worker, or taken by a live one (busy, or starting it)
-            created_at, sent_at, resends = self.jobs.get_raw(
-                job_id, "created_at", "sent_at", "resends"
-            )
-            if created_at is None:
-                continue  # deleted meanwhile
             tag, taken_at = taken.get(job_id, (None, None))
-            since = taken_at if taken_at is not None else float(sent_at or created_at)
-            if now - since < self.grace_seconds:
-                continue
-            self._send_again(job_id, int(resends or 0), tag, done)
+            if taken_at is not None and now - taken_at < self.grace_seconds:
+                continue  # just taken: its worker has not listed it yet
+            self._send_again(job_id, resends, tag, done)
 
     def _send_again(self, job_id: str, resends: int, tag: str | None, done: Pass) -> None:
         where = "taken by a worker that never started it" if tag else "in no queue"

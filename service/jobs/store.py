@@ -271,13 +271,11 @@ class JobStore:
         Raises `NotFoundError` for an unknown id and `ConflictError` for a finished job.
         """
         _known_form(job_id)
-        now = repr(time.time())
         cancelled, current = self.transition(
-            job_id, "cancel", {"finished_at": now, "cancel_requested": "1"}
+            job_id, "cancel", {"finished_at": repr(time.time()), "cancel_requested": "1"}
         )
         if not cancelled and current == JobStatus.RUNNING:
-            record = self.get_raw(job_id, "cancel_requested_at")
-            fields = {"cancel_requested": "1", "cancel_requested_at": record[0] or now}
+            fields = {"cancel_requested": "1"}
             cancelled, current = self.transition(job_id, "request_cancel", fields)
         if not cancelled and current is not None:
             record = self.get(job_id)

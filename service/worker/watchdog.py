@@ -90,6 +90,7 @@ class Watchdog:
         self.stall_overrides = stall_overrides
         self.cancel_grace_seconds = cancel_grace_seconds
         self._first_seen: dict[str, float] = {}
+        self._cancel_seen: dict[str, float] = {}  # by this process's clock: no skew to fear
         progress_dir(os.getpid()).mkdir(parents=True, exist_ok=True)
 
     def check(self, requests: list[tuple[str, Any]]) -> None:
@@ -98,6 +99,7 @@ class Watchdog:
         running = {job_id for job_id, _ in requests}
         for job_id in set(self._first_seen) - running:  # ended, or its child was killed
             del self._first_seen[job_id]
+            self._cancel_seen.pop(job_id, None)
             with contextlib.suppress(OSError):
                 progress_path(os.getpid(), job_id).unlink()
         for job_id, request in requests:
@@ -107,14 +109,15 @@ class Watchdog:
             self._check_one(job_id, request.worker_pid, now, first_seen)
 
     def _check_one(self, job_id: str, child: int, now: float, first_seen: float) -> None:
-        status, kind, cancel_requested_at = self.jobs.get_raw(
-            job_id, "status", "kind", "cancel_requested_at"
+        status, kind, cancel_requested = self.jobs.get_raw(
+            job_id, "status", "kind", "cancel_requested"
         )
         if status != "running":
             return
-        if cancel_requested_at and now - float(cancel_requested_at) > self.cancel_grace_seconds:
-            fields = {"finished_at": repr(now)}
-            if self.jobs.transition(job_id, "end_cancelled", fields)[0]:
+        if cancel_requested == "1":
+            if now - self._cancel_seen.setdefault(job_id, now) <= self.cancel_grace_seconds:
+                return  # it may stop by itself yet
+            if self.jobs.transition(job_id, "end_cancelled", {"finished_at": repr(now)})[0]:
                 logger.warning(
                     "Job %s did not stop within %g s of its cancellation; killed its process %d.",
                     job_id, self.cancel_grace_seconds, child,
