@@ -138,7 +138,9 @@ def test_a_job_of_a_kind_the_worker_does_not_know_fails_at_once_saying_so(own_st
     assert own_stack.wait_until_finished(own_stack.submit(steps=1)["id"])["status"] == "succeeded"
 
 
-REDIS_DOWN_SECONDS = 8  # many heartbeat TTLs (1.5 s in the tests) and several epochs
+# Many heartbeat TTLs (1.5 s in the tests) and several epochs; FAULT_REDIS_DOWN_SECONDS=30 for
+# the 30 s (training then ends while Redis is down, and its outcome waits).
+REDIS_DOWN_SECONDS = float(os.environ.get("FAULT_REDIS_DOWN_SECONDS", "8"))
 
 
 def test_a_redis_restart_mid_training_loses_neither_the_job_nor_an_epoch(tmp_path, mnist_path):
