@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 
 from tests.photo_like import decode_gray, encode, photo_of_digit, row_of_digits
+from training import digit_images
 from training.digit_images import (
     MNIST_STROKE_RANGE,
     NoDigitFound,
+    WrongDigitCount,
     split_row,
     stroke_width,
     to_mnist,
@@ -211,3 +213,84 @@ def test_a_stray_mark_beside_the_last_digit_joins_it():
     assert _row_is_split_right(row, spans)
     prepared = split_row(row, 10)
     assert len(prepared) == 10
+
+
+def _scribbles(height: int, width: int) -> np.ndarray:
+    """One ink group: 400 strokes between random points, drawn as one line."""
+    rng = np.random.default_rng(0)
+    page = np.full((height, width), 235, np.uint8)
+    points = np.stack(
+        [rng.integers(20, width - 20, 400), rng.integers(20, height - 20, 400)], axis=1
+    )
+    cv2.polylines(page, [points.astype(np.int32)], isClosed=False, color=30, thickness=6)
+    return page
+
+
+def _slab(height: int, width: int) -> np.ndarray:
+    page = np.full((height, width), 235, np.uint8)
+    page[height // 10 : -height // 10, width // 20 : -width // 20] = 0
+    return page
+
+
+@pytest.mark.parametrize(
+    "image",
+    [_scribbles(2000, 2000), _scribbles(400, 2000), _slab(2000, 2000), _slab(300, 2000)],
+    ids=["scribbles-2000x2000", "scribbles-400x2000", "slab-2000x2000", "slab-300x2000"],
+)
+def test_a_large_image_of_one_ink_group_is_cut_on_a_small_copy(monkeypatch, image):
+    """The seams' time grows with the ink's area and a group's width squared: such an image
+    took 0.6 to 1.2 s where a row of digits takes milliseconds. The cut finder now works on a
+    copy at most CUT_HEIGHT tall with groups at most CUT_WIDTH wide, and the answer is ten
+    pieces covering the ink, or a refusal."""
+    seen = {"rows": [], "group widths": []}
+
+    class RecordingSeams(digit_images._Seams):
+        def __init__(self, cost: np.ndarray, allowed: np.ndarray) -> None:
+            seen["rows"].append(cost.shape[0])
+            super().__init__(cost, allowed)
+
+    real_seam_cuts = digit_images._seam_cuts
+
+    def recording_seam_cuts(profile, ink_left_of, box, *args):
+        seen["group widths"].append(box[2])
+        return real_seam_cuts(profile, ink_left_of, box, *args)
+
+    monkeypatch.setattr(digit_images, "_Seams", RecordingSeams)
+    monkeypatch.setattr(digit_images, "_seam_cuts", recording_seam_cuts)
+    try:
+        boxes = [digit.box for digit in split_row(image, 10)]
+    except WrongDigitCount:
+        boxes = None
+    assert seen["rows"] and max(seen["rows"]) <= digit_images.CUT_HEIGHT
+    assert max(seen["group widths"]) <= digit_images.CUT_WIDTH
+    if boxes is not None:  # ten pieces, left to right, within the ink and covering it
+        ys, xs = np.nonzero(image < 128)
+        centres = [x + w / 2 for x, _, w, _ in boxes]
+        assert len(boxes) == 10 and centres == sorted(centres)
+        assert sum(w for _, _, w, _ in boxes) >= np.ptp(xs)
+        for x, y, w, h in boxes:  # the ink's outline, blurred, may reach a pixel or two out
+            assert xs.min() - 3 <= x and x + w <= xs.max() + 4
+            assert ys.min() - 3 <= y and y + h <= ys.max() + 4
+
+
+def test_tall_rows_are_cut_on_a_small_copy_as_well_as_at_full_size(mnist_path, monkeypatch):
+    """Rows of touching MNIST digits 180 pixels tall (more than CUT_HEIGHT with their ups and
+    downs): cut on a copy half as large, the seams scaled back still split them right."""
+    with np.load(mnist_path) as data:
+        images = data["x_test"]
+    rows_seen = []
+
+    class RecordingSeams(digit_images._Seams):
+        def __init__(self, cost: np.ndarray, allowed: np.ndarray) -> None:
+            rows_seen.append(cost.shape[0])
+            super().__init__(cost, allowed)
+
+    monkeypatch.setattr(digit_images, "_Seams", RecordingSeams)
+    rng = np.random.default_rng(5)
+    results = []
+    for _ in range(6):
+        start = int(rng.integers(0, len(images) - 10))
+        row, spans = row_of_digits(images[start : start + 10], 180, 0, rng)
+        results.append(_row_is_split_right(row, spans))
+    assert rows_seen and max(rows_seen) <= digit_images.CUT_HEIGHT
+    assert sum(results) >= 5

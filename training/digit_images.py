@@ -44,6 +44,9 @@ MIN_DIGIT_SHARE = 0.15  # heights: a group is given another digit only if each c
 SEAM_STEP_COST = 0.05  # stroke widths: a seam's cost for each column it moves sideways
 TALL_PIECE = 0.75  # heights: a piece shorter than this is likely part of a digit cut in two
 WIDTH_WEIGHT = 2.0  # how much wide pieces favour a cut, per height of width (up to 0.75)
+# Pixels: taller ink, or a group wider than CUT_WIDTH, is cut on a downscaled copy (the time
+# grows with the ink's area and with the square of a group's width).
+CUT_HEIGHT, CUT_WIDTH = 160, 1200
 
 
 class NoDigitFound(ValueError):
@@ -268,18 +271,75 @@ def _cut_touching(columns: list[np.ndarray], expected: int, ink: np.ndarray) -> 
 
     A group of n digits is cut along n - 1 seams (`_Seams`) chosen together for the least ink
     crossed, each piece between MIN_PIECE_SHARE and MAX_DIGIT_WIDTH heights wide (at its
-    middle row) and holding MIN_PIECE_INK heights of stroke.
+    middle row) and holding MIN_PIECE_INK heights of stroke. Ink taller than CUT_HEIGHT, or a
+    group wider than CUT_WIDTH, is cut on a copy downscaled in whole blocks of pixels to fit
+    both, and the seams are scaled back: a digit needs no more pixels than that to be told
+    from its neighbour, and the time stays bounded on a large image of one ink group.
     """
     if len(columns) >= expected:
         return columns
-    boxes = [cv2.boundingRect(parts) for parts in columns]
-    height = float(np.median([h for _, _, _, h in boxes]))
     union = np.zeros_like(columns[0])
     for parts in columns:
         union |= parts
     rows = np.flatnonzero(union.any(axis=1))
     top, bottom = int(rows[0]), int(rows[-1]) + 1
-    cost = ink[top:bottom] * union[top:bottom] / max(stroke_width(union), 1.0)
+    boxes = [cv2.boundingRect(parts[top:bottom]) for parts in columns]
+    widest = max(width for _, _, width, _ in boxes)
+    block = max(1, math.ceil((bottom - top) / CUT_HEIGHT), math.ceil(widest / CUT_WIDTH))
+    band_ink = _downscaled(ink[top:bottom], block)
+    band_parts = []
+    for parts, (x, _, width, _) in zip(columns, boxes, strict=True):
+        first, last = x // block, -(-(x + width) // block)  # the group's columns of blocks
+        small = np.zeros(band_ink.shape, parts.dtype)
+        crop = parts[top:bottom, first * block : last * block]
+        small[:, first:last] = _downscaled(crop, block) > 0  # any ink in the block
+        band_parts.append(small)
+    seams = _choose_seams(band_parts, expected, band_ink)
+    digits = []
+    for parts, group_seams in zip(columns, seams, strict=True):
+        if not group_seams:
+            digits.append(parts)
+            continue
+        x, _, width, _ = cv2.boundingRect(parts)
+        band = parts[top:bottom, x : x + width]
+        # A seam at column c of the copy runs left of its block c: column c * block here.
+        edges = [np.full(bottom - top, -1)]
+        edges += [np.repeat(seam * block - x, block)[: bottom - top] for seam in group_seams]
+        edges += [np.full(bottom - top, width)]
+        for index in range(2, len(edges) - 1):  # seams may meet, never cross
+            edges[index] = np.maximum(edges[index], edges[index - 1])
+        here = np.arange(width)[None, :]
+        for left, right in itertools.pairwise(edges):
+            piece = np.zeros_like(parts)
+            piece[top:bottom, x : x + width] = band * (
+                (here >= left[:, None]) & (here < right[:, None])
+            )
+            digits.append(piece)
+    return digits
+
+
+def _downscaled(image: np.ndarray, block: int) -> np.ndarray:
+    """The mean of each `block` x `block` pixels of `image` (float32), the last row and column
+    of blocks padded with zeros."""
+    if block == 1:
+        return image
+    rows, columns = -(-image.shape[0] // block), -(-image.shape[1] // block)
+    padded = np.zeros((rows * block, columns * block), np.float32)
+    padded[: image.shape[0], : image.shape[1]] = image
+    return cv2.resize(padded, (columns, rows), interpolation=cv2.INTER_AREA)
+
+
+def _choose_seams(
+    columns: list[np.ndarray], expected: int, ink: np.ndarray
+) -> list[list[np.ndarray]]:
+    """For each group (`columns`, cropped to the ink's rows), the seams (each seam's column in
+    every row) along which `_cut_touching` cuts it: none for a group left whole."""
+    boxes = [cv2.boundingRect(parts) for parts in columns]
+    height = float(np.median([h for _, _, _, h in boxes]))
+    union = np.zeros_like(columns[0])
+    for parts in columns:
+        union |= parts
+    cost = ink * union / max(stroke_width(union), 1.0)
     narrowest = max(MIN_PIECE_WIDTH, round(MIN_PIECE_SHARE * height))
     allowed = np.zeros(union.shape[1], bool)
     for x, _, width, _ in boxes:
@@ -303,7 +363,7 @@ def _cut_touching(columns: list[np.ndarray], expected: int, ink: np.ndarray) -> 
                 scores[index, count] = np.inf
             else:
                 crossed = max(float(seams.profile[column]) for column in where)
-                pieces = _pieces(columns[index][top:bottom], boxes[index], where, seams)
+                pieces = _pieces(columns[index], boxes[index], where, seams)
                 tall = [_ink_height(piece) / height for piece in pieces]
                 short = sum(max(0.0, TALL_PIECE - piece) for piece in tall)
                 scores[index, count] = (
@@ -320,17 +380,10 @@ def _cut_touching(columns: list[np.ndarray], expected: int, ink: np.ndarray) -> 
         if not np.isfinite(best):
             break
         holds[index] += 1
-    digits = []
-    for index, (parts, count) in enumerate(zip(columns, holds, strict=True)):
-        if count == 1:
-            digits.append(parts)
-            continue
-        x, _, width, _ = boxes[index]
-        for crop in _pieces(parts[top:bottom], boxes[index], cuts[index, count], seams):
-            piece = np.zeros_like(parts)
-            piece[top:bottom, x : x + width] = crop
-            digits.append(piece)
-    return digits
+    return [
+        [seams.path(cut) for cut in cuts[index, count]] if count > 1 else []
+        for index, count in enumerate(holds)
+    ]
 
 
 def _seam_cuts(
