@@ -45,7 +45,6 @@ PRIORITY_SEPARATOR, PRIORITY_STEPS = "\x06\x16", (0, 3, 6, 9)
 class Pass:
     """What one pass did."""
 
-    lost: list[str] = field(default_factory=list)
     resent: list[str] = field(default_factory=list)
     abandoned: list[str] = field(default_factory=list)
 
@@ -114,31 +113,39 @@ class Reconciler:
             tag, taken_at = taken.get(job_id, (None, None))
             if taken_at is not None and now - taken_at < self.grace_seconds:
                 continue  # just taken: its worker has not listed it yet
-            self._send_again(job_id, resends, tag, done)
+            if not self._send_again(job_id, resends, tag, done):
+                break  # the broker refuses messages now: the next pass tries again
 
-    def _send_again(self, job_id: str, resends: int, tag: str | None, done: Pass) -> None:
+    def _send_again(self, job_id: str, resends: int, tag: str | None, done: Pass) -> bool:
+        """Send the job's message again, or fail the job past MAX_RESENDS; False when the
+        broker refused the message."""
         where = "taken by a worker that never started it" if tag else "in no queue"
         if resends >= self.max_resends:
             error = (
-                f"The job's message was lost ({where}) {resends + 1} times, after "
-                f"{resends} sent again by the reconciler (MAX_RESENDS); the workers may be "
-                "unable to take it: check their logs, then submit it again."
+                f"The job's message was lost ({where}), and so were the {resends} sent again "
+                f"by the service's reconciler (MAX_RESENDS={self.max_resends}); the workers may "
+                "be unable to take it: check their logs, then submit it again."
             )
             fields = {"finished_at": repr(time.time()), "error": error}
             if self.jobs.transition(job_id, "abandon", fields)[0]:
                 done.abandoned.append(job_id)
                 logger.error("Job %s failed: %s", job_id, error)
-            return
+            return True
         if tag is not None:  # a dead worker's; a live one acknowledging it later is harmless
             pipe = self.redis.pipeline(transaction=True)
             pipe.hdel(UNACKED_KEY, tag)
             pipe.zrem(UNACKED_INDEX_KEY, tag)
             pipe.execute()
         if not self.jobs.resend(job_id, resends + 1):
-            return  # it started or was cancelled meanwhile
-        self.celery.send_task(RUN_JOB_TASK, args=[job_id], queue=self.queue)
+            return True  # it started or was cancelled meanwhile
+        try:
+            self.celery.send_task(RUN_JOB_TASK, args=[job_id], queue=self.queue)
+        except Exception as error:  # counted as sent: MAX_RESENDS bounds the tries
+            logger.warning("Could not send job %s again: %s", job_id, error)
+            return False
         done.resent.append(job_id)
         logger.warning("Job %s was queued with its message %s; sent it again.", job_id, where)
+        return True
 
     def _messages(self) -> tuple[set[str], dict[str, tuple[str, float]]]:
         """Job ids with a message waiting in the queue; job id -> (tag, when taken) for
