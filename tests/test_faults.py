@@ -193,6 +193,17 @@ def test_a_job_stored_but_never_sent_is_sent_again_by_the_reconciler(reconciled_
     assert stack.redis.hget(f"job:{record.id}", "resends") == "1"
 
 
+def test_jobs_waiting_behind_a_long_one_are_never_sent_again(reconciled_stack):
+    stack = reconciled_stack
+    long = stack.submit(**LONG_RUN)
+    waiting = [stack.submit(steps=1) for _ in range(2)]
+    stack.wait_until_running(long["id"])
+    time.sleep(3)  # several reconciler periods, each past the 1 s grace
+    for job in [long, *waiting]:
+        assert stack.wait_until_finished(job["id"])["status"] == "succeeded"
+        assert stack.redis.hget(f"job:{job['id']}", "resends") is None, job["id"]
+
+
 def test_a_job_whose_message_keeps_getting_lost_is_failed_saying_so(tmp_path):
     stack = ServiceStack(FAULTS_DB, tmp_path, MAX_RESENDS="0", **RECONCILER).start(worker=False)
     try:
