@@ -1,6 +1,7 @@
 """Liveness records of workers in Redis: written by each worker, read by `GET /health`.
 
-- `workers:{hostname}`: the worker's record (JSON), expiring unless refreshed;
+- `workers:{hostname}`: the worker's record (JSON), expiring unless refreshed; it lists the jobs
+  whose messages the worker holds (`holding`), which the reconciler reads;
 - `workers:live`: a sorted set of hostnames by when their record expires, so that reading the
   live workers costs O(workers), whatever else Redis holds (no SCAN).
 """
@@ -10,12 +11,9 @@ from typing import Any
 
 from redis import Redis
 
-WORKER_KEY_PREFIX = "workers:"
-LIVE_WORKERS_KEY = "workers:live"
+from service.redis_keys import LIVE_WORKERS, worker_key
 
-
-def worker_key(hostname: str) -> str:
-    return WORKER_KEY_PREFIX + hostname
+LIVE_WORKERS_KEY = LIVE_WORKERS
 
 
 # Both by Redis' own clock (TIME), so workers and API processes whose clocks differ agree.
