@@ -26,6 +26,9 @@ from training.progress import TrainingCancelled
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+REDIS_RETRY_SECONDS, MAX_REDIS_BACKOFF_SECONDS = 1.0, 10.0
+# Bounded waits, so that a Redis unreachable over the network never blocks training for long.
+REDIS_OPTIONS = {"socket_connect_timeout": 5, "socket_timeout": 30}
 
 
 class StoreReporter:
@@ -54,7 +57,8 @@ class StoreReporter:
         self._sent = dict.fromkeys(SERIES, 0)  # entries of each series Redis has
         self._last_write = 0.0
         self._last_cancel_check = 0.0
-        self._redis_down_since: float | None = None
+        self._redis_failed_at: float | None = None  # the last failed try, while Redis is down
+        self._redis_failures = 0  # tries failed in a row
 
     def report(self, **progress: Any) -> None:
         self._tick()
@@ -77,6 +81,8 @@ class StoreReporter:
         if now - self._last_cancel_check < self.interval:
             return
         self._last_cancel_check = now
+        if self._waiting_for_redis():
+            return
         try:
             cancelled = self.store.is_cancel_requested(self.job_id)
         except RedisError as error:
@@ -89,17 +95,27 @@ class StoreReporter:
         if self.clock is not None:
             self.clock.tick()
 
-    def try_flush(self) -> bool:
+    def _waiting_for_redis(self) -> bool:
+        """While Redis does not answer, it is asked again after 1 s, 2 s, ... up to 10 s since
+        the last try (each try may wait for a connection), so the outage barely slows training."""
+        if self._redis_failed_at is None:
+            return False
+        backoff = min(MAX_REDIS_BACKOFF_SECONDS, REDIS_RETRY_SECONDS * self._redis_failures)
+        return time.monotonic() - self._redis_failed_at < backoff
+
+    def try_flush(self, force: bool = False) -> bool:
         """Write what is pending; False (kept for the next try) when Redis does not answer."""
         self._last_write = time.monotonic()
+        if not force and self._waiting_for_redis():
+            return False
         try:
             self.flush()
         except RedisError as error:
             self._redis_failed(error)
             return False
-        if self._redis_down_since is not None:
+        if self._redis_failed_at is not None:
             logger.info("Job %s reaches Redis again; progress and history written.", self.job_id)
-            self._redis_down_since = None
+            self._redis_failed_at, self._redis_failures = None, 0
         return True
 
     def flush(self) -> None:
@@ -117,12 +133,14 @@ class StoreReporter:
     def drain(self, limit_seconds: float) -> None:
         """Write everything pending, waiting up to `limit_seconds` for Redis to answer."""
         deadline = time.monotonic() + limit_seconds
-        while not self.try_flush() and time.monotonic() < deadline:
-            time.sleep(min(1.0, self.interval * 5))
+        while not self.try_flush(force=True) and time.monotonic() < deadline:
+            time.sleep(REDIS_RETRY_SECONDS)
 
     def _redis_failed(self, error: RedisError) -> None:
-        if self._redis_down_since is None:
-            self._redis_down_since = time.monotonic()
+        first = self._redis_failed_at is None
+        self._redis_failed_at = time.monotonic()
+        self._redis_failures += 1
+        if first:
             logger.warning(
                 "Job %s cannot reach Redis (%s); training goes on, progress and history are "
                 "kept until it answers.",
@@ -141,7 +159,7 @@ def until_redis_answers(call: Callable[[], T], limit_seconds: float, what: str) 
             if time.monotonic() > deadline:
                 raise
             logger.warning("Could not %s (%s); trying again.", what, error)
-            time.sleep(1.0)
+            time.sleep(REDIS_RETRY_SECONDS)
 
 
 def run_job(job_id: str, worker_hostname: str) -> None:
@@ -150,7 +168,7 @@ def run_job(job_id: str, worker_hostname: str) -> None:
     `worker_hostname` is the Celery node name, as `GET /health` lists the worker.
     """
     settings = get_settings()
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = Redis.from_url(settings.redis_url, decode_responses=True, **REDIS_OPTIONS)
     store = JobStore(redis, settings.heartbeat_ttl_seconds)
     models = ModelStore(redis, settings.artifacts_dir)
     record = store.start(job_id, hostname=worker_hostname, pid=os.getpid())
