@@ -198,6 +198,8 @@ def test_jobs_waiting_behind_a_long_one_are_never_sent_again(reconciled_stack):
     long = stack.submit(**LONG_RUN)
     waiting = [stack.submit(steps=1) for _ in range(2)]
     stack.wait_until_running(long["id"])
+    # The worker lists the jobs whose messages it holds: the reconciler leaves those alone.
+    wait_for(lambda: long["id"] in stack.worker_record()["holding"], 5, "the worker to list it")
     time.sleep(3)  # several reconciler periods, each past the 1 s grace
     for job in [long, *waiting]:
         assert stack.wait_until_finished(job["id"])["status"] == "succeeded"
