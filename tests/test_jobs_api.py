@@ -291,5 +291,11 @@ def test_a_retried_submission_with_the_same_idempotency_key_creates_one_job(stac
     assert (
         "Idempotency-Key" in other.json()["detail"] and first.json()["id"] in other.json()["detail"]
     )
-    fresh = stack.client.post("/jobs", json=body, headers={"Idempotency-Key": "x" * 256})
-    assert fresh.status_code == 422
+    too_long = stack.client.post("/jobs", json=body, headers={"Idempotency-Key": "x" * 256})
+    assert too_long.status_code == 422
+
+    # Its job deleted, the key creates a new one.
+    assert stack.client.delete(f"/jobs/{first.json()['id']}").status_code == 204
+    anew = stack.client.post("/jobs", json=body, headers=key)
+    assert anew.status_code == 202 and anew.json()["id"] != first.json()["id"]
+    assert "idempotent-replayed" not in anew.headers

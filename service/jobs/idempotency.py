@@ -4,7 +4,8 @@ lost to a timeout, say) with the same key gets what the first one created, never
 The key is recorded in the same Redis transaction as the records the request creates (WATCH on
 the key, then MULTI), so a request either created its records and the key together or nothing;
 two requests racing with one key create one set of records. Keys are kept 24 hours. The same key
-with a different request is a conflict (409), as it is most likely a client's mistake.
+with a different request is a conflict (409), as it is most likely a client's mistake; a key
+whose record was deleted since creates a new one.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ def create_once(
     client_key: str | None,
     request: Any,
     create: Callable[[Pipeline], str],
+    record_key: Callable[[str], str],
 ) -> tuple[str, bool]:
     """Queue the commands of `create(pipe)` (which returns the new record's id) on a
     transaction, with the client's key when there is one. Returns (the id, True) when this call
-    created it, (the id the key names, False) for a request made before with that key."""
+    created it, (the id the key names, False) for a request made before with that key, unless
+    its record (`record_key(id)`) has been deleted since: then it is created again."""
     if client_key is None:
         pipe = redis.pipeline(transaction=True)
         record_id = create(pipe)
@@ -48,7 +51,9 @@ def create_once(
                 pipe.watch(key)
                 earlier = pipe.get(key)
                 if earlier is not None:
-                    return _earlier_id(json.loads(earlier), fingerprint, scope), False
+                    earlier_id = _earlier_id(json.loads(earlier), fingerprint, scope)
+                    if pipe.exists(record_key(earlier_id)):
+                        return earlier_id, False
                 pipe.multi()
                 record_id = create(pipe)
                 pipe.set(key, json.dumps({"id": record_id, "request": fingerprint}), ex=TTL_SECONDS)

@@ -7,6 +7,7 @@ from typing import Any
 from celery import Celery
 from redis.client import Pipeline
 
+from service import redis_keys
 from service.errors import NotFoundError
 from service.jobs.idempotency import create_once
 from service.jobs.kinds import InvalidJobError, JobKind, check_size, get_kind, validate_params
@@ -52,7 +53,9 @@ def submit_job_once(
         return job_id
 
     request = {"kind": kind.name, "params": params}
-    job_id, created = create_once(store.redis, "jobs", idempotency_key, request, create)
+    job_id, created = create_once(
+        store.redis, "jobs", idempotency_key, request, create, redis_keys.job_key
+    )
     if created:
         send_job(celery_app, queue, job_id)
     return store.get(job_id), created

@@ -12,6 +12,7 @@ from typing import Any
 from celery import Celery
 from redis.client import Pipeline
 
+from service import redis_keys
 from service.errors import ConflictError
 from service.jobs.idempotency import create_once
 from service.jobs.kinds import InvalidJobError, JobKind, get_kind, validate_params
@@ -94,7 +95,9 @@ def submit_sweep_once(
         return sweep_id
 
     request = submission.model_dump(mode="json")
-    sweep_id, created = create_once(jobs.redis, "sweeps", idempotency_key, request, create)
+    sweep_id, created = create_once(
+        jobs.redis, "sweeps", idempotency_key, request, create, redis_keys.sweep_key
+    )
     if created:
         for sweep_job in sweep_jobs:
             if not send_job(celery, queue, sweep_job.job_id):
