@@ -294,3 +294,14 @@ def test_tall_rows_are_cut_on_a_small_copy_as_well_as_at_full_size(mnist_path, m
         results.append(_row_is_split_right(row, spans))
     assert rows_seen and max(rows_seen) <= digit_images.CUT_HEIGHT
     assert sum(results) >= 5
+
+
+@pytest.mark.parametrize(("start", "seed"), [(1935, 1), (5704, 2)])
+def test_a_fragment_counted_as_a_digit_is_swapped_for_a_cut_pair(mnist_path, start, seed):
+    """Touching rows where a 5's flag stands apart from its body: flag and body made the
+    right count of groups with two touching digits left as one (41, 78), so nothing was
+    cut. The flag is now joined to its body when another group cuts convincingly in two."""
+    with np.load(mnist_path) as data:
+        images = data["x_test"][start : start + 10]
+    row, spans = row_of_digits(images, 28, 0, np.random.default_rng(seed))
+    assert _row_is_split_right(row, spans)

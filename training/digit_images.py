@@ -34,6 +34,7 @@ LOW, HIGH = 0.2, 0.5  # hysteresis thresholds, as fractions of the strongest ink
 MAX_DIGIT_ASPECT = 1.0
 MAX_DIGIT_WIDTH = 1.05
 SURELY_TWO_WIDE = 1.2
+FRAGMENT_HEIGHT = 0.6  # a group shorter than this is likely a fragment of a digit
 MAX_GROUPS_PER_DIGIT = 3  # more ink groups than this per expected digit: not such a row
 # Cutting touching digits apart (`_cut_touching`). Seams are paths from the top of the ink to
 # its bottom, moving at most a column a row; their cost is the ink they cross, in stroke widths.
@@ -42,7 +43,11 @@ MIN_PIECE_SHARE = 0.1  # heights: nor into pieces narrower than this (a 1 is abo
 MIN_PIECE_INK = 0.4  # heights of stroke: each piece holds at least this much ink
 MIN_DIGIT_SHARE = 0.15  # heights: a group is given another digit only if each can be this wide
 SEAM_STEP_COST = 0.05  # stroke widths: a seam's cost for each column it moves sideways
-TALL_PIECE = 0.75  # heights: a piece shorter than this is likely part of a digit cut in two
+# Heights: a piece shorter than TALL_PIECE is likely part of a digit cut in two (a touching
+# pair's pieces are nearly always 0.95 tall or more, half of one digit's 0.55 in the median);
+# TALL_WEIGHT: how much it disfavours the cut, per height it falls short.
+TALL_PIECE, TALL_WEIGHT = 0.9, 2.0
+SWAP_SCORE = -0.5  # a cut scoring below this is convincing enough to join a fragment for
 WIDTH_WEIGHT = 2.0  # how much wide pieces favour a cut, per height of width (up to 0.75)
 # Pixels: taller ink, or a group wider than CUT_WIDTH, is cut on a downscaled copy (the time
 # grows with the ink's area and with the square of a group's width).
@@ -103,6 +108,7 @@ def split_row(gray: np.ndarray, expected: int) -> list[PreparedDigit]:
     columns = _digit_columns(mask, most=MAX_GROUPS_PER_DIGIT * expected)
     found = len(columns)
     columns = _merge_strays(columns, expected)
+    columns = _join_fragment_to_cut_a_pair(columns, expected, ink)
     columns = _cut_touching(columns, expected, ink)
     if len(columns) != expected:
         raise WrongDigitCount(found, expected)
@@ -263,7 +269,39 @@ class _Seams:
         return path
 
 
-def _cut_touching(columns: list[np.ndarray], expected: int, ink: np.ndarray) -> list[np.ndarray]:
+def _join_fragment_to_cut_a_pair(
+    columns: list[np.ndarray], expected: int, ink: np.ndarray
+) -> list[np.ndarray]:
+    """With the count already right, a fragment (far shorter than the row's digits, like a 5's
+    flag) that makes a digit-wide union with a neighbour is joined to it when another group
+    then cuts convincingly into two digits (its cut scores below SWAP_SCORE): the fragment
+    was counted as a digit while two touching digits were counted as one."""
+    if len(columns) != expected or expected < 2:
+        return columns
+    boxes = [cv2.boundingRect(parts) for parts in columns]
+    height = float(np.median([h for _, _, _, h in boxes]))
+    costs = [
+        _union_width(left, right) / height
+        if min(left[3], right[3]) < FRAGMENT_HEIGHT * height
+        else np.inf
+        for left, right in itertools.pairwise(boxes)
+    ]
+    pair = int(np.argmin(costs))
+    if costs[pair] > MAX_DIGIT_ASPECT:
+        return columns
+    joined = columns[pair] | columns[pair + 1]
+    candidate = [*columns[:pair], joined, *columns[pair + 2 :]]
+    cut = _cut_touching(candidate, expected, ink, worst=SWAP_SCORE, keep=pair)
+    return cut if len(cut) == expected else columns
+
+
+def _cut_touching(
+    columns: list[np.ndarray],
+    expected: int,
+    ink: np.ndarray,
+    worst: float = np.inf,
+    keep: int | None = None,
+) -> list[np.ndarray]:
     """While there are too few groups, give one more digit to the group that best holds
     another: first a group too wide for the digits it holds, else the one whose cut into one
     more piece crosses the least ink, leaves no piece far shorter than a digit and gives wide
@@ -294,7 +332,7 @@ def _cut_touching(columns: list[np.ndarray], expected: int, ink: np.ndarray) -> 
         crop = parts[top:bottom, first * block : last * block]
         small[:, first:last] = _downscaled(crop, block) > 0  # any ink in the block
         band_parts.append(small)
-    seams = _choose_seams(band_parts, expected, band_ink)
+    seams = _choose_seams(band_parts, expected, band_ink, worst, keep)
     digits = []
     for parts, group_seams in zip(columns, seams, strict=True):
         if not group_seams:
@@ -330,10 +368,15 @@ def _downscaled(image: np.ndarray, block: int) -> np.ndarray:
 
 
 def _choose_seams(
-    columns: list[np.ndarray], expected: int, ink: np.ndarray
+    columns: list[np.ndarray],
+    expected: int,
+    ink: np.ndarray,
+    worst: float = np.inf,
+    keep: int | None = None,
 ) -> list[list[np.ndarray]]:
     """For each group (`columns`, cropped to the ink's rows), the seams (each seam's column in
-    every row) along which `_cut_touching` cuts it: none for a group left whole."""
+    every row) along which `_cut_touching` cuts it: none for a group left whole. Only cuts
+    scoring below `worst` are made, and group `keep` is never cut."""
     boxes = [cv2.boundingRect(parts) for parts in columns]
     height = float(np.median([h for _, _, _, h in boxes]))
     union = np.zeros_like(columns[0])
@@ -365,7 +408,7 @@ def _choose_seams(
                 crossed = max(float(seams.profile[column]) for column in where)
                 pieces = _pieces(columns[index], boxes[index], where, seams)
                 tall = [_ink_height(piece) / height for piece in pieces]
-                short = sum(max(0.0, TALL_PIECE - piece) for piece in tall)
+                short = TALL_WEIGHT * sum(max(0.0, TALL_PIECE - piece) for piece in tall)
                 scores[index, count] = (
                     crossed + short - WIDTH_WEIGHT * min(share, 0.75) if min(tall) else np.inf
                 )
@@ -376,8 +419,10 @@ def _choose_seams(
             (boxes[i][2] <= MAX_DIGIT_WIDTH * holds[i] * height, score(i, holds[i] + 1), i)
             for i in range(len(columns))
         ]
-        _, best, index = min(options)
-        if not np.isfinite(best):
+        _, best, index = min(
+            (option for option in options if option[2] != keep), default=(0, np.inf, -1)
+        )
+        if not best < worst:
             break
         holds[index] += 1
     return [
