@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from training.batch_sizes import default_batch_size
+
 # Every preset and every default stays far below these (docs/training.md).
 MAX_PARAMETERS = 50_000_000  # 200 MB of float32 weights, 800 MB with Adam's state and gradients
 MAX_ACTIVATION_BYTES = 4 * 2**30  # fits beside the weights on an 8 GB GPU
@@ -182,9 +184,8 @@ def estimate(
             network = cnn_network(params["conv_filters"], params["dense_units"], params["augment"])
             smaller = SMALLER_CNN
         examples = _after_split(images, params["validation_split"])
-        return JobSize(
-            network, params["batch_size"], examples, params["epochs"], smaller_network=smaller
-        )
+        batch_size = params["batch_size"] or default_batch_size(examples)  # the cnn's default
+        return JobSize(network, batch_size, examples, params["epochs"], smaller_network=smaller)
     if kind == "svhn_cnn":
         images = min(params["train_limit"] or SVHN_TRAIN_IMAGES, SVHN_TRAIN_IMAGES)
         examples = max(0, images - params["validation_size"])

@@ -127,14 +127,24 @@ class CnnParams(MnistParams):
         description="Filters of each convolutional block (at most 4: the image halves each time).",
     )
     dense_units: int = Field(128, ge=1, le=MAX_WIDTH)
-    dropout_rate: float = Field(0.4, ge=0, lt=1)
+    dropout_rate: float = Field(0.2, ge=0, lt=1)
     augment: bool = Field(
         True,
-        description="Distort half the training images before preparing them (slant, rotation, "
-        "aspect, wobble, pen width, low resolution, blur, noise) and shift by up to 2 pixels.",
+        description="Distort up to half the training images before preparing them (slant, "
+        "rotation, aspect, wobble, pen width, low resolution, blur, noise) and shift them by up "
+        "to 2 pixels, in proportion to (epochs - 1) / epochs: a 1-epoch run, in which every "
+        "image is new to the model, trains on the images as they are.",
     )
     learning_rate: float = Field(
         0.002, gt=0, le=10, description="Adam's initial rate (cosine decay)."
+    )
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=8192,
+        description="Examples per gradient step. Default: 128, or on small training sets the "
+        "largest power of two down to 16 that makes an epoch at least 250 steps (the result's "
+        "batch_size_used).",
     )
     epochs: int = Field(12, ge=1, le=MAX_EPOCHS)
 
