@@ -5,6 +5,10 @@ service's reporting and gradient-statistics callbacks), then the same model, dat
 and epochs trained by a bare `model.fit` with no callbacks; the ratio is the callbacks' cost.
 
     MNIST_PATH=../shared/data/mnist.npz python bench/train_course_models.py [--models cnn mlp]
+        [--rounds 3] [--train-limit 12000]
+
+With `--rounds`, job and bare fit alternate that many times (the machine's drift falls on
+both) and the table gives the median of each; `--train-limit` trains on the first N images.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +32,7 @@ import keras
 
 from bench.results import write_results
 from training import calculator, cnn, mlp
+from training.batch_sizes import default_batch_size
 from training.data.prepared import load_prepared_mnist
 from training.keras_training import make_optimizer
 from training.progress import RecordingReporter
@@ -40,7 +46,7 @@ class Case:
     metric: str
 
 
-def mlp_case(epochs: int) -> Case:
+def mlp_case(epochs: int, train_limit: int | None) -> Case:
     params = dict(
         hidden_units=[512],
         activation="relu",
@@ -50,10 +56,11 @@ def mlp_case(epochs: int) -> Case:
         batch_size=128,
         epochs=epochs,
         seed=0,
+        train_limit=train_limit,
     )  # the course's settings
 
     def bare(mnist_path: str | None) -> float:
-        train, _ = load_prepared_mnist(mnist_path)
+        train, _ = load_prepared_mnist(mnist_path, train_limit=train_limit)
         model = mlp.build_mlp([512], "relu", None, 0.2, 0.0)
         model.compile(
             optimizer=make_optimizer("sgd", 0.01),
@@ -70,25 +77,32 @@ def mlp_case(epochs: int) -> Case:
     )
 
 
-def cnn_case(epochs: int) -> Case:
+def cnn_case(epochs: int, train_limit: int | None) -> Case:
+    strength = cnn.augmentation_strength(epochs)
+
     def bare(mnist_path: str | None) -> float:
         train, _ = load_prepared_mnist(
-            mnist_path, augment_fraction=cnn.AUGMENT_FRACTION, seed=0
+            mnist_path,
+            train_limit=train_limit,
+            augment_fraction=cnn.AUGMENT_FRACTION * strength,
+            seed=0,
         )  # the same images as the job's
-        steps = epochs * math.ceil(len(train.labels) * 0.9 / 128)
-        model = cnn.build_mnist_cnn()
+        fit_examples = len(train.labels) - int(len(train.labels) * 0.1)
+        batch_size = default_batch_size(fit_examples)
+        steps = epochs * math.ceil(fit_examples / batch_size)
+        model = cnn.build_mnist_cnn(augment=strength > 0, shift=cnn.MAX_SHIFT * strength)
         schedule = keras.optimizers.schedules.CosineDecay(0.002, decay_steps=steps)
         model.compile(
             optimizer=keras.optimizers.Adam(schedule),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
-        return _timed_fit(model, train.images, train.labels, 128, epochs, 0.1)
+        return _timed_fit(model, train.images, train.labels, batch_size, epochs, 0.1)
 
     return Case(
         "cnn (defaults)",
         lambda path, reporter: cnn.train_cnn(
-            epochs=epochs, seed=0, mnist_path=path, progress=reporter
+            epochs=epochs, seed=0, train_limit=train_limit, mnist_path=path, progress=reporter
         ),
         bare,
         "test_accuracy",
@@ -99,9 +113,7 @@ def calculator_case(epochs: int, digit_labels: bool) -> Case:
     def bare(mnist_path: str | None) -> float:
         import numpy as np
 
-        train, _ = load_prepared_mnist(
-            mnist_path, augment_fraction=cnn.AUGMENT_FRACTION, seed=0
-        )  # the same images as the job's
+        train, _ = load_prepared_mnist(mnist_path, seed=0)  # the job's (no distortions)
         sequences = calculator.random_sequences(train, 6000, np.random.default_rng(0))
         model = calculator.build_calculator()
         losses = {
@@ -161,55 +173,51 @@ def main() -> None:
         default=None,
         help="epochs for every model (default: each model's own)",
     )
+    parser.add_argument("--rounds", type=int, default=1, help="job and bare fit alternated")
+    parser.add_argument("--train-limit", type=int, default=None, help="cnn and mlp only")
     args = parser.parse_args()
     mnist_path = os.environ.get("MNIST_PATH")
     cases = []
     if "cnn" in args.models:
-        cases.append(cnn_case(args.epochs or 8))
+        cases.append(cnn_case(args.epochs or 8, args.train_limit))
     if "mlp" in args.models:
-        cases.append(mlp_case(args.epochs or 10))
+        cases.append(mlp_case(args.epochs or 10, args.train_limit))
     if "calculator" in args.models:
         cases.append(calculator_case(args.epochs or 10, digit_labels=False))
         cases.append(calculator_case(args.epochs or 10, digit_labels=True))
 
-    rows = []
+    figures = {}
     for case in cases:
-        reporter = RecordingReporter()
-        result = case.run_job(mnist_path, reporter)
-        job_seconds = sum(entry["seconds"] for entry in reporter.history) / len(reporter.history)
-        bare_seconds = case.bare_fit(mnist_path)
-        rows.append(
-            (
-                case.name,
-                case.metric,
-                result[case.metric],
-                len(reporter.history),
-                job_seconds,
-                bare_seconds,
-            )
-        )
+        job_seconds, bare_seconds, ratios = [], [], []
+        for _ in range(args.rounds):
+            reporter = RecordingReporter()
+            result = case.run_job(mnist_path, reporter)
+            epochs = len(reporter.history)
+            job_seconds.append(sum(entry["seconds"] for entry in reporter.history) / epochs)
+            bare_seconds.append(case.bare_fit(mnist_path))
+            ratios.append(job_seconds[-1] / bare_seconds[-1])
+        figures[case.name] = {
+            case.metric: result[case.metric],
+            "epochs": epochs,
+            "train_limit": args.train_limit,
+            "job_seconds_per_epoch": statistics.median(job_seconds),
+            "bare_fit_seconds_per_epoch": statistics.median(bare_seconds),
+            "job_over_bare": statistics.median(ratios),
+            "job_over_bare_by_round": ratios,
+        }
         print(f"done: {case.name}", flush=True)
 
-    write_results(
-        "train_course_models",
-        {
-            name: {
-                metric: value,
-                "epochs": epochs,
-                "job_seconds_per_epoch": job_seconds,
-                "bare_fit_seconds_per_epoch": bare_seconds,
-            }
-            for name, metric, value, epochs, job_seconds, bare_seconds in rows
-        },
-        seed=0,
-    )
+    write_results("train_course_models", figures, seed=0)
     print()
     print("| model | metric | value | epochs | s/epoch (job) | s/epoch (bare fit) | job / bare |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for name, metric, value, epochs, job_seconds, bare_seconds in rows:
+    for name, row in figures.items():
+        metric = next(iter(row))
         print(
-            f"| {name} | {metric} | {value:.4f} | {epochs} | {job_seconds:.1f} | "
-            f"{bare_seconds:.1f} | {job_seconds / bare_seconds:.2f} |"
+            f"| {name} | {metric} | {row[metric]:.4f} | {row['epochs']} | "
+            f"{row['job_seconds_per_epoch']:.1f} | {row['bare_fit_seconds_per_epoch']:.1f} | "
+            f"{row['job_over_bare']:.2f} (rounds: "
+            f"{', '.join(f'{r:.2f}' for r in row['job_over_bare_by_round'])}) |"
         )
 
 
