@@ -42,7 +42,8 @@ from bench.results import write_results  # noqa: E402
 from tests.photo_like import row_of_digits  # noqa: E402
 from tests.stack import ServiceStack  # noqa: E402
 from training.data.sequences import DOUBTFUL_BELOW  # noqa: E402
-from training.digit_images import NoDigitFound, WrongDigitCount, split_row  # noqa: E402
+from training.digit_images import NoDigitFound  # noqa: E402
+from training.digit_rows import WrongDigitCount, split_row  # noqa: E402
 
 BENCH_REDIS_URL = "redis://127.0.0.1:6379/11"  # BENCH_REDIS_URL overrides it
 SEED = 0

@@ -38,7 +38,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from bench.accuracy import ROW_GAPS, ROW_SHAPES, SEED, row_of_digits  # noqa: E402
 from bench.results import write_results  # noqa: E402
 from training.data.mnist import load_mnist  # noqa: E402
-from training.digit_images import NoDigitFound, WrongDigitCount, split_row  # noqa: E402
+from training.digit_images import NoDigitFound  # noqa: E402
+from training.digit_rows import WrongDigitCount, split_row  # noqa: E402
 
 # load_digits' 8x8 digits enlarged: name, times, interpolation.
 SKLEARN_SHAPES = [

@@ -26,7 +26,8 @@ from training.data.sequences import (
     SequenceReading,
     read_sequences,
 )
-from training.digit_images import NoDigitFound, WrongDigitCount, split_row, to_mnist
+from training.digit_images import NoDigitFound, to_mnist
+from training.digit_rows import WrongDigitCount, split_row
 
 
 class NoDigitInImage(ServiceError):
