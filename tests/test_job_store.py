@@ -241,3 +241,38 @@ def test_entries_written_again_after_a_lost_reply_are_not_appended_twice(store):
     store.append_from(job.id, "history", 2, [{"epoch": 3}])
     store.append_from(job.id, "history", 2, [{"epoch": 3}, {"epoch": 4}])
     assert [entry["epoch"] for entry in store.entries(job.id, "history")] == [1, 2, 3, 4]
+
+
+def job_in(store: JobStore, status: JobStatus) -> str:
+    """A new job moved to `status` through ordinary transitions."""
+    job_id = store.create("backprop", {}).id
+    if status == JobStatus.CANCELLED:
+        store.request_cancel(job_id)
+    elif status != JobStatus.QUEUED:
+        store.start(job_id, hostname="w@h", pid=1)
+        if status != JobStatus.RUNNING:
+            store.finish(job_id, status, result={})
+    assert store.get(job_id).status == status
+    return job_id
+
+
+@pytest.mark.parametrize("name", sorted(TRANSITIONS))
+def test_every_transition_moves_exactly_as_its_row_of_the_table_says(store, name):
+    row = TRANSITIONS[name]
+    for status in JobStatus:
+        job_id = job_in(store, status)
+        heartbeat_before = store.redis.exists(f"job:{job_id}:heartbeat")
+        moved, previous = store.transition(job_id, name, {"marker": name})
+        assert previous == status
+        raw = store.redis.hgetall(f"job:{job_id}")
+        heartbeat = store.redis.exists(f"job:{job_id}:heartbeat")
+        if status not in row.sources:
+            assert not moved and raw["status"] == status and "marker" not in raw
+            assert heartbeat == heartbeat_before
+            continue
+        assert moved and raw["status"] == row.target and raw["marker"] == name
+        assert store.redis.zscore(f"jobs:status:{row.target}", job_id) is not None
+        if row.target != status:
+            assert store.redis.zscore(f"jobs:status:{status}", job_id) is None
+        expected = {"start": 1, "stop": 0, "keep": heartbeat_before}[row.heartbeat]
+        assert heartbeat == expected
