@@ -79,15 +79,6 @@ def check_model_references(kind: JobKind, params: dict[str, Any], models: ModelS
         check_size(kind, params, digit_network(stored.kind, stored.params))
 
 
-def enqueue_job(
-    store: JobStore, celery_app: Celery, queue: str, kind: str, params: dict[str, Any]
-) -> JobRecord:
-    """Store already validated params as a queued job and send it to the workers' queue."""
-    record = store.create(kind, params)
-    send_job(celery_app, queue, record.id)
-    return record
-
-
 def send_job(celery_app: Celery, queue: str, job_id: str) -> bool:
     """Send a stored queued job's message; False when the broker refuses it. The job stays
     queued then, and the reconciler sends it again (service.jobs.reconciler)."""

@@ -81,7 +81,10 @@ class WorkerPresence:
 
     def __init__(self, hostname: str, queues: list[str]) -> None:
         settings = get_settings()
-        self.redis = Redis.from_url(settings.redis_url, decode_responses=True)
+        # Bounded waits: a Redis unreachable over the network must not hold up the watchdog.
+        self.redis = Redis.from_url(
+            settings.redis_url, decode_responses=True, socket_connect_timeout=5, socket_timeout=5
+        )
         self.jobs = JobStore(self.redis, settings.heartbeat_ttl_seconds)
         self.interval = settings.heartbeat_seconds
         self.ttl_ms = int(settings.heartbeat_ttl_seconds * 1000)
