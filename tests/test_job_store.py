@@ -1,6 +1,5 @@
 """The job store's guarantees, on a real Redis DB reserved for these tests."""
 
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from service.jobs.store import JobStore, ModelEntry
 from service.models.store import ModelStore
 from service.redis_keys import MODELS_CHANGED_CHANNEL
 from tests.conftest import STORE_TEST_DB
-from tests.stack import redis_url
+from tests.stack import redis_url, wait_for
 
 
 @pytest.fixture
@@ -72,10 +71,18 @@ def test_only_jobs_whose_heartbeat_expired_are_failed_as_lost(store):
     lost = store.create("backprop", {})
     store.start(alive.id, hostname="w@h", pid=1)
     store.start(lost.id, hostname="w@h", pid=2)
-    deadline = time.monotonic() + 0.6  # twice the TTL
-    while time.monotonic() < deadline:
-        store.heartbeat(alive.id)
-        time.sleep(0.05)
+    # The alive job's worker beats with a long TTL (no slow machine outlasts it); the lost
+    # one's 0.3 s heartbeat expires. Lost jobs are not reaped within a heartbeat TTL (+1 s) of
+    # Redis starting, so a Redis the suite has just started is waited for too.
+    JobStore(store.redis, heartbeat_ttl_seconds=60).heartbeat(alive.id)
+    wait_for(
+        lambda: (
+            not store.redis.exists(f"job:{lost.id}:heartbeat")
+            and store.redis.info("server")["uptime_in_seconds"] >= store.heartbeat_ttl_seconds + 1
+        ),
+        10,
+        "the lost job's heartbeat to expire, and Redis to be up longer than a heartbeat TTL",
+    )
 
     assert store.fail_lost_jobs() == [lost.id]
     assert store.get(alive.id).status == JobStatus.RUNNING
@@ -181,6 +188,20 @@ def test_a_transition_not_in_the_table_is_refused_by_redis(store):
     with pytest.raises(ResponseError, match="unknown job transition"):
         store.transition(job.id, "teleport", {})
     assert store.get(job.id).status == JobStatus.QUEUED
+
+
+def test_a_transition_that_registers_no_model_refuses_one_before_writing_anything(store):
+    job = store.create("mlp", {})
+    store.start(job.id, hostname="w@h", pid=1)
+    before = store.redis.hgetall(f"job:{job.id}")
+    model = ModelEntry("c" * 32, "mlp", {}, {}, {})
+    with pytest.raises(ResponseError, match="registers no model"):
+        store.transition(job.id, "fail", {"error": "x", "finished_at": "1.0"}, model)
+    assert store.redis.hgetall(f"job:{job.id}") == before
+    assert store.redis.zscore("jobs:status:running", job.id) is not None
+    assert store.redis.zscore("jobs:status:failed", job.id) is None
+    assert store.redis.exists(f"job:{job.id}:heartbeat")
+    assert not store.redis.exists(f"model:{model.id}")
 
 
 def test_success_and_its_model_are_one_step(store):

@@ -113,6 +113,10 @@ for _, status in ipairs(transition['from']) do
   if status == current then permitted = true end
 end
 if not permitted then return {{0, current}} end
+-- Checked before any write: an error reply does not roll back what the script wrote.
+if ARGV[5] ~= '' and not transition['registers_model'] then
+  return redis.error_reply('job transition ' .. name .. ' registers no model')
+end
 for field, value in pairs(fields) do redis.call('HSET', job_key, field, value) end
 local target = transition['to']
 if target ~= current then
@@ -127,9 +131,6 @@ elseif transition['heartbeat'] == 'stop' then
   redis.call('DEL', heartbeat_key)
 end
 if ARGV[5] ~= '' then
-  if not transition['registers_model'] then
-    return redis.error_reply('job transition ' .. name .. ' registers no model')
-  end
   local model = cjson.decode(ARGV[5])
   for field, value in pairs(model['fields']) do redis.call('HSET', KEYS[3], field, value) end
   redis.call('ZADD', '{redis_keys.MODELS_ALL}', model['created_at'], model['id'])
