@@ -4,6 +4,7 @@ cancellation, and store how it ended. (Its heartbeat comes from the worker's par
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import time
@@ -130,11 +131,16 @@ class StoreReporter:
             self.store.report_progress(self.job_id, self._pending)
             self._pending = None
 
-    def drain(self, limit_seconds: float) -> None:
-        """Write everything pending, waiting up to `limit_seconds` for Redis to answer."""
+    def drain(self, limit_seconds: float) -> bool:
+        """Write everything pending, waiting up to `limit_seconds` for Redis to answer (the
+        progress clock ticking meanwhile); False when Redis still had not answered."""
         deadline = time.monotonic() + limit_seconds
-        while not self.try_flush(force=True) and time.monotonic() < deadline:
+        while not self.try_flush(force=True):
+            if time.monotonic() >= deadline:
+                return False
+            self._tick()
             time.sleep(REDIS_RETRY_SECONDS)
+        return True
 
     def _redis_failed(self, error: RedisError) -> None:
         first = self._redis_failed_at is None
@@ -149,10 +155,14 @@ class StoreReporter:
             )
 
 
-def until_redis_answers(call: Callable[[], T], limit_seconds: float, what: str) -> T:
-    """`call()`, tried again while Redis does not answer, for up to `limit_seconds`."""
-    deadline = time.monotonic() + limit_seconds
+def until_redis_answers(
+    call: Callable[[], T], deadline: float, what: str, clock: ProgressClock | None = None
+) -> T:
+    """`call()`, tried again while Redis does not answer, until `deadline` (`time.monotonic()`);
+    `clock` ticks at each try, so that the worker's parent never takes the wait for a stall."""
     while True:
+        if clock is not None:
+            clock.tick()
         try:
             return call()
         except RedisError as error:
@@ -201,33 +211,74 @@ def _run_started(
         arguments, started_from = _arguments(kind, record, settings, models, model_id)
         result = {**_entry_point(kind)(**arguments, progress=reporter), **started_from}
     except Exception as error:
-        reporter.drain(settings.redis_outage_seconds)
-        _discard(models, model_id)
         status, message = _how_it_ended(job_id, error, settings)
-        until_redis_answers(
-            lambda: store.finish(job_id, status, error=message),
-            settings.redis_outage_seconds,
-            f"record how job {job_id} ended",
-        )
+        deadline = time.monotonic() + settings.redis_outage_seconds
+        end_job(store, models, reporter, job_id, status, deadline, error=message, model_id=model_id)
         return
-    reporter.drain(settings.redis_outage_seconds)
     model = None
     if model_id is not None:
         result["model_id"] = model_id
         metrics = {name: value for name, value in result.items() if name.startswith("test_")}
         files = result.get("files", {})
         model = ModelEntry(model_id, kind.name, record.params, metrics, files)
-    # One step: the model is registered the moment the job reads succeeded, or not at all.
-    succeeded = until_redis_answers(
-        lambda: store.finish(job_id, JobStatus.SUCCEEDED, result=result, model=model),
-        settings.redis_outage_seconds,
-        f"record job {job_id}'s success",
-    )
-    if not succeeded:
-        _discard(models, model_id)
+    deadline = time.monotonic() + settings.redis_outage_seconds
+    if end_job(store, models, reporter, job_id, JobStatus.SUCCEEDED, deadline, result, model=model):
+        logger.info("Job %s succeeded.", job_id)
+    else:
         logger.warning("Job %s finished but was no longer running; result not stored.", job_id)
-        return
-    logger.info("Job %s succeeded.", job_id)
+
+
+def end_job(
+    store: JobStore,
+    models: ModelStore,
+    reporter: StoreReporter,
+    job_id: str,
+    status: JobStatus,
+    deadline: float,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+    model: ModelEntry | None = None,
+    model_id: str | None = None,
+) -> bool:
+    """Write what the reporter still holds, then move the running job to `status` (registering
+    `model` in the same step), tried again while Redis does not answer until `deadline` (one
+    deadline for both; the progress clock ticks meanwhile). The outcome is written only once
+    every history and gradient entry is: a job never reads finished with epochs missing.
+
+    True when the job ended so, also when an earlier try did it and only its reply was lost.
+    The files of a model that was not registered (`model`, or `model_id` on failure) are removed,
+    never those of a registered one.
+    """
+
+    def attempt() -> bool:
+        reporter.flush()  # entries first, by index: a retry writes none twice
+        if store.finish(job_id, status, result=result, error=error, model=model):
+            return True
+        # Refused: no longer running. An earlier try may have moved it, its reply lost.
+        current, stored = store.get_raw(job_id, "status", "result")
+        if current != status.value:
+            return False
+        if model is None:
+            return True
+        return (json.loads(stored) if stored else {}).get("model_id") == model.id
+
+    try:
+        ended = until_redis_answers(
+            attempt, deadline, f"record how job {job_id} ended", reporter.clock
+        )
+    except RedisError:
+        logger.error(
+            "Job %s ended (%s) but Redis did not answer within REDIS_OUTAGE_SECONDS; its "
+            "outcome and its last progress and history entries are lost, and it will be failed "
+            "as lost.",
+            job_id, status.value,
+        )  # fmt: skip
+        if model is None:  # else unknown: an earlier try may have registered it
+            _discard(models, model_id)
+        raise
+    if not (ended and model is not None):
+        _discard(models, model.id if model is not None else model_id)
+    return ended
 
 
 def _kind(record: JobRecord) -> JobKind:
