@@ -165,6 +165,32 @@ def measure(cells: list[tuple[str, int, RowMaker]], per_cell: int) -> dict:
     }
 
 
+def wrong_counts(x_test: np.ndarray, per_cell: int) -> dict:
+    """Rows of 9 and 11 MNIST digits (gap 3 px) split as rows of 10: each should be refused
+    (WrongDigitCount), never answered with 10 digits."""
+    rng = np.random.default_rng(SEED)
+    outcomes: dict[str, dict[str, int]] = {}
+    for count in (9, 11):
+        for height, upscale in ROW_SHAPES:
+            tally = outcomes.setdefault(f"{count} digits h{height}x{upscale}", {})
+            for _ in range(per_cell):
+                start = int(rng.integers(0, len(x_test) - count))
+                image, _ = row_of_digits(x_test[start : start + count], height, 3, rng, upscale)
+                try:
+                    split_row(image, 10)
+                    outcome = "answered"
+                except (NoDigitFound, WrongDigitCount):
+                    outcome = "refused"
+                tally[outcome] = tally.get(outcome, 0) + 1
+    refused = {
+        count: float(np.mean([t.get("refused", 0) / per_cell for k, t in outcomes.items()
+                              if k.startswith(f"{count} ")]))
+        for count in (9, 11)
+    }  # fmt: skip
+    return {"rows_per_cell": per_cell, "refused_9": refused[9], "refused_11": refused[11],
+            "by_cell": outcomes}  # fmt: skip
+
+
 def print_table(title: str, figures: dict) -> None:
     shapes = list(figures["ms_per_row_by_shape"])
     print(f"\n{title}\n\n| gap (px) | " + " | ".join(shapes) + " | all |")
@@ -196,6 +222,11 @@ def main() -> None:
     _, test = load_mnist(mnist)
     figures = measure(mnist_cells(test.images), args.rows_per_cell)
     print_table("MNIST test digits (shape: digit height in px, x upscale)", figures)
+    figures["wrong_counts"] = wrong_counts(test.images, args.rows_per_cell)
+    print(
+        f"\nrows of 9 / 11 digits split as rows of 10, refused: "
+        f"{figures['wrong_counts']['refused_9']:.1%} / {figures['wrong_counts']['refused_11']:.1%}"
+    )
     figures["sklearn_rows"] = measure(sklearn_cells(load_digits().images), args.rows_per_cell)
     print_table(
         "scikit-learn load_digits (8x8 enlarged: x2, x4 bilinear, x3 nearest)",
