@@ -1,5 +1,6 @@
 """The disk cache of prepared training images: the same images as without it, prepared once."""
 
+import os
 import time
 from pathlib import Path
 
@@ -121,3 +122,36 @@ def test_load_prepared_mnist_uses_the_configured_cache(mnist_path, monkeypatch, 
     train, test = load_prepared_mnist(mnist_path, train_limit=50, test_limit=30)
     assert train.images.shape == (50, 28, 28) and test.images.shape == (30, 28, 28)
     assert len(list(tmp_path.glob("*.npy"))) == 2
+
+
+def test_a_cache_it_may_only_read_is_still_used(
+    raw_images, tmp_path, monkeypatch, count_preparations
+):
+    cache = PreparedCache(tmp_path)
+    prepare_dataset(raw_images[:100], cache=cache)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only")
+
+    monkeypatch.setattr(prepared_cache.os, "utime", refuse)
+    count_preparations.clear()
+    prepare_dataset(raw_images[:100], cache=cache)
+    assert count_preparations == []
+
+
+def test_temporary_files_a_killed_writer_left_are_removed(raw_images, tmp_path):
+    left = tmp_path / "abc123.tmp"
+    left.write_bytes(b"half an entry")
+    recent = tmp_path / "def456.tmp"
+    recent.write_bytes(b"being written")
+    old = time.time() - prepared_cache.STALE_TEMPORARY_SECONDS - 60
+    os.utime(left, (old, old))
+    prepare_dataset(raw_images[:100], cache=PreparedCache(tmp_path))
+    assert not left.exists() and recent.exists()
+
+
+def test_the_bound_is_configurable(monkeypatch, tmp_path):
+    monkeypatch.setenv("PREPARED_CACHE_BYTES", "12345")
+    assert PreparedCache(tmp_path).max_bytes == 12345
+    monkeypatch.setenv("PREPARED_CACHE_BYTES", "lots")
+    assert PreparedCache(tmp_path).max_bytes == prepared_cache.MAX_CACHE_BYTES

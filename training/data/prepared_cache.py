@@ -15,6 +15,8 @@ import hashlib
 import logging
 import os
 import sys
+import tempfile
+import time
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -25,18 +27,37 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 CACHE_DIR_VARIABLE = "PREPARED_CACHE_DIR"  # "off" (or empty) disables the cache
+CACHE_BYTES_VARIABLE = "PREPARED_CACHE_BYTES"
 MAX_CACHE_BYTES = 2 * 1024**3  # the complete MNIST, prepared, is about 220 MB
+STALE_TEMPORARY_SECONDS = 3600  # a write's temporary file this old was left by a killed job
 # The modules whose code decides what a prepared image is.
 PREPARATION_MODULES = ("training.digit_images", "training.augmentation", "training.data.prepared")
 
 
 def default_cache_dir() -> Path | None:
-    """PREPARED_CACHE_DIR, else beside Keras' own downloads ($KERAS_HOME/datasets/prepared)."""
+    """PREPARED_CACHE_DIR, else beside Keras' own downloads ($KERAS_HOME/datasets/prepared);
+    None when turned off or when there is no home folder to put it in."""
     configured = os.environ.get(CACHE_DIR_VARIABLE)
     if configured is not None:
         return None if configured.strip().lower() in ("", "off") else Path(configured)
-    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-    return keras_home / "datasets" / "prepared"
+    keras_home = os.environ.get("KERAS_HOME")
+    if keras_home is None:
+        try:
+            keras_home = Path.home() / ".keras"
+        except RuntimeError:  # no HOME and a user without a passwd entry
+            return None
+    return Path(keras_home) / "datasets" / "prepared"
+
+
+def default_cache_bytes() -> int:
+    """PREPARED_CACHE_BYTES, else MAX_CACHE_BYTES."""
+    configured = os.environ.get(CACHE_BYTES_VARIABLE, "").strip()
+    try:
+        return int(configured) if configured else MAX_CACHE_BYTES
+    except ValueError:
+        logger.warning("%s=%r is not a number of bytes; using %d.", CACHE_BYTES_VARIABLE,
+                       configured, MAX_CACHE_BYTES)  # fmt: skip
+        return MAX_CACHE_BYTES
 
 
 @cache
@@ -52,9 +73,9 @@ def code_digest() -> str:
 class PreparedCache:
     """(N, 28, 28) float32 arrays in a folder, one .npy file per key."""
 
-    def __init__(self, folder: Path, max_bytes: int = MAX_CACHE_BYTES) -> None:
+    def __init__(self, folder: Path, max_bytes: int | None = None) -> None:
         self.folder = folder
-        self.max_bytes = max_bytes
+        self.max_bytes = default_cache_bytes() if max_bytes is None else max_bytes
 
     def key(self, images: np.ndarray, distortion: str) -> str:
         digest = hashlib.sha256(code_digest().encode())
@@ -78,7 +99,6 @@ class PreparedCache:
     def _read(self, path: Path, expected_count: int) -> np.ndarray | None:
         try:
             array = np.load(path, allow_pickle=False)
-            os.utime(path)  # recently used: pruned last
         except (FileNotFoundError, NotADirectoryError):
             return None
         except (OSError, ValueError) as error:  # unreadable or torn: prepared again
@@ -86,30 +106,43 @@ class PreparedCache:
             return None
         if array.shape != (expected_count, 28, 28) or array.dtype != np.float32:
             return None
+        with contextlib.suppress(OSError):  # a cache this process may only read
+            os.utime(path)  # recently used: pruned last
         return array
 
     def _write(self, path: Path, prepared: np.ndarray) -> None:
-        temporary = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
+        temporary = None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            with open(temporary, "wb") as file:
+            # A name no other writer (another process, container or host) can share.
+            descriptor, name = tempfile.mkstemp(dir=self.folder, prefix=path.stem, suffix=".tmp")
+            temporary = Path(name)
+            with os.fdopen(descriptor, "wb") as file:
                 np.save(file, prepared, allow_pickle=False)
+                file.flush()
+                os.fsync(file.fileno())  # complete on disk before it is renamed into place
             os.replace(temporary, path)
             self._prune()
         except OSError as error:
             logger.warning("Prepared-image cache at %s not written (%s).", self.folder, error)
-            with contextlib.suppress(OSError):
-                temporary.unlink(missing_ok=True)
+            if temporary is not None:
+                with contextlib.suppress(OSError):
+                    temporary.unlink(missing_ok=True)
 
     def _prune(self) -> None:
-        """Remove the least recently used entries past `max_bytes`."""
+        """Remove the least recently used entries past `max_bytes`, and temporary files that
+        a killed writer left behind."""
         entries = []
-        for path in self.folder.glob("*.npy"):
+        now = time.time()
+        for path in self.folder.iterdir():
             try:
                 stat = path.stat()
             except FileNotFoundError:  # another process pruned it
                 continue
-            entries.append((stat.st_mtime, stat.st_size, path))
+            if path.suffix == ".tmp" and now - stat.st_mtime > STALE_TEMPORARY_SECONDS:
+                path.unlink(missing_ok=True)
+            elif path.suffix == ".npy":
+                entries.append((stat.st_mtime, stat.st_size, path))
         total = sum(size for _, size, _ in entries)
         for _, size, path in sorted(entries):
             if total <= self.max_bytes:
