@@ -32,7 +32,7 @@ import keras
 
 from bench.results import write_results
 from training import calculator, cnn, mlp
-from training.batch_sizes import default_batch_size
+from training.batch_sizes import default_batch_size, fit_examples
 from training.data.prepared import load_prepared_mnist
 from training.keras_training import make_optimizer
 from training.progress import RecordingReporter
@@ -87,9 +87,9 @@ def cnn_case(epochs: int, train_limit: int | None) -> Case:
             augment_fraction=cnn.AUGMENT_FRACTION * strength,
             seed=0,
         )  # the same images as the job's
-        fit_examples = len(train.labels) - int(len(train.labels) * 0.1)
-        batch_size = default_batch_size(fit_examples)
-        steps = epochs * math.ceil(fit_examples / batch_size)
+        examples = fit_examples(len(train.labels), 0.1)
+        batch_size = default_batch_size(examples)
+        steps = epochs * math.ceil(examples / batch_size)
         model = cnn.build_mnist_cnn(augment=strength > 0, shift=cnn.MAX_SHIFT * strength)
         schedule = keras.optimizers.schedules.CosineDecay(0.002, decay_steps=steps)
         model.compile(

@@ -33,6 +33,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from training.batch_sizes import fit_examples
 from training.cnn import (
     AUGMENT_FRACTION,
     DEFAULT_CONV_FILTERS,
@@ -223,7 +224,7 @@ def _fit(
         for name in ("digits", "cumulative", "sum", "sum_distribution")
     }
     count = len(train.digits)
-    steps = epochs * math.ceil((count - int(count * validation_split)) / batch_size)
+    steps = epochs * math.ceil(fit_examples(count, validation_split) / batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
     model.compile(
         optimizer=make_optimizer(optimizer, schedule),

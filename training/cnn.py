@@ -10,7 +10,7 @@ from typing import Any
 import keras
 from keras import layers
 
-from training.batch_sizes import default_batch_size
+from training.batch_sizes import default_batch_size, fit_examples
 from training.data.prepared import load_prepared_mnist
 from training.keras_training import (
     finish_run,
@@ -103,9 +103,9 @@ def train_cnn(
         augment_fraction=AUGMENT_FRACTION * strength,
         seed=seed,
     )
-    fit_examples = len(train.labels) - int(len(train.labels) * validation_split)
-    batch_size = batch_size or default_batch_size(fit_examples)
-    total_steps = epochs * math.ceil(fit_examples / batch_size)
+    examples = fit_examples(len(train.labels), validation_split)
+    batch_size = batch_size or default_batch_size(examples)
+    total_steps = epochs * math.ceil(examples / batch_size)
     model = build_mnist_cnn(
         conv_filters, dense_units, dropout_rate, augment=strength > 0, shift=MAX_SHIFT * strength
     )

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from training.batch_sizes import fit_examples
 from training.callbacks import GradientStatsCallback, ReportingCallback
 from training.data.sequences import SEQUENCE_LENGTH, sum_metrics
 from training.progress import ProgressReporter, SilentReporter
@@ -92,12 +93,12 @@ def fit_with_reporting(
     predictions)`, which must return per-example or mean losses.
     """
     progress = progress or SilentReporter()
-    fit_examples = len(inputs) - int(len(inputs) * validation_split)
+    training_count = fit_examples(len(inputs), validation_split)
     probe_targets = _head(targets, probe_size)
     callbacks = [
         # Gradient statistics first, so each epoch's recorded seconds include their cost.
         GradientStatsCallback(progress, inputs[:probe_size], probe_targets, probe_loss),
-        ReportingCallback(progress, epochs, math.ceil(fit_examples / batch_size)),
+        ReportingCallback(progress, epochs, math.ceil(training_count / batch_size)),
         *extra_callbacks,
     ]
     history = model.fit(
@@ -110,7 +111,7 @@ def fit_with_reporting(
         callbacks=callbacks,
         verbose=0,
     )
-    calibrate_batch_norm(model, inputs[:fit_examples], batch_size=probe_size)
+    calibrate_batch_norm(model, inputs[:training_count], batch_size=probe_size)
     return history
 
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from training.batch_sizes import default_batch_size
+from training.batch_sizes import default_batch_size, fit_examples
 
 # Every preset and every default stays far below these (docs/training.md).
 MAX_PARAMETERS = 50_000_000  # 200 MB of float32 weights, 800 MB with Adam's state and gradients
@@ -163,10 +163,6 @@ def digit_network(kind: str, params: dict[str, Any]) -> Network | None:
 SMALLER_CNN = "fewer or smaller conv_filters, or fewer dense_units"
 
 
-def _after_split(examples: int, validation_split: float) -> int:
-    return examples - int(examples * validation_split)  # as Keras' validation_split does
-
-
 def estimate(
     kind: str, params: dict[str, Any], stored_classifier: Network | None = None
 ) -> JobSize | None:
@@ -183,7 +179,7 @@ def estimate(
         else:
             network = cnn_network(params["conv_filters"], params["dense_units"], params["augment"])
             smaller = SMALLER_CNN
-        examples = _after_split(images, params["validation_split"])
+        examples = fit_examples(images, params["validation_split"])
         batch_size = params["batch_size"] or default_batch_size(examples)  # the cnn's default
         return JobSize(network, batch_size, examples, params["epochs"], smaller_network=smaller)
     if kind == "svhn_cnn":
@@ -208,7 +204,7 @@ def _calculator(params: dict[str, Any], stored_classifier: Network | None) -> Jo
         smaller = SMALLER_CNN
     images = min(params["train_limit"] or MNIST_TRAIN_IMAGES, MNIST_TRAIN_IMAGES)
     sequences = params["train_sequences"] or max(1, images // SEQUENCE_LENGTH)
-    examples = _after_split(sequences, params["validation_split"])
+    examples = fit_examples(sequences, params["validation_split"])
     return JobSize(network, batch_size, examples, epochs, "sequences", smaller)
 
 
