@@ -75,8 +75,11 @@ def read_digits(stack: ServiceStack, images: list[np.ndarray], **params: str) ->
 
 def post_sums(stack: ServiceStack, requests: list[list[tuple]], **params: str) -> list[dict]:
     def one(files: list[tuple]) -> dict:
-        response = stack.client.post("/predict/sum", files=files, params=params, timeout=120)
-        return response.json() | {"status": response.status_code}
+        while True:  # large rows wait for a PREPARE_SLOTS slot, as a client told 503 would
+            response = stack.client.post("/predict/sum", files=files, params=params, timeout=120)
+            if response.status_code != 503 or "Retry-After" not in response.headers:
+                return response.json() | {"status": response.status_code}
+            time.sleep(float(response.headers["Retry-After"]))
 
     with ThreadPoolExecutor(2) as pool:
         return list(pool.map(one, requests))
