@@ -117,7 +117,7 @@ def client(stack: ServiceStack) -> httpx.Client:
 def digit_model(stack: ServiceStack, mnist_path: Path) -> dict:
     """A small CNN trained once for the session; its model record."""
     job = stack.submit(
-        "cnn", conv_filters=[16, 32], dense_units=64, epochs=3, train_limit=12000, batch_size=32,
+        "cnn", conv_filters=[16, 32], dense_units=64, epochs=2, train_limit=12000,
         test_limit=2000, seed=0,
     )  # fmt: skip
     finished = stack.wait_until_finished(job["id"], timeout=300)

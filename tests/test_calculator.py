@@ -84,7 +84,7 @@ def test_from_sums_alone_only_the_digit_classifier_learns(mnist_path, tmp_path):
     default epochs.)"""
     reporter = RecordingReporter()
     result = train_calculator(
-        epochs=2, train_limit=6000, test_limit=100, conv_filters=[8], dense_units=16, seed=0,
+        epochs=2, train_limit=3000, test_limit=100, conv_filters=[8], dense_units=16, seed=0,
         mnist_path=mnist_path, model_dir=tmp_path, progress=reporter,
     )  # fmt: skip
     losses = [entry["loss"] for entry in reporter.history]
