@@ -97,8 +97,9 @@ def _table_json() -> str:
 
 # KEYS: the job's hash, its heartbeat key, and (only with a model) the model's hash.
 # ARGV: job id, transition name, fields to set (JSON), heartbeat TTL in ms, the model (JSON:
-# {"id", "kind", "created_at", "fields"}) or ''. Returns false for an unknown job, else
-# {moved, the status it had}.
+# {"id", "kind", "created_at", "fields"}) or '', and optionally the values some fields must
+# still have (JSON {field: value}, '' for absent; a compare-and-set, e.g. a resend counter).
+# Returns false for an unknown job, else {moved, the status it had}.
 TRANSITION_SCRIPT = f"""
 local transitions = cjson.decode([[{_table_json()}]])
 local job_key, heartbeat_key = KEYS[1], KEYS[2]
@@ -113,6 +114,11 @@ for _, status in ipairs(transition['from']) do
   if status == current then permitted = true end
 end
 if not permitted then return {{0, current}} end
+if ARGV[6] and ARGV[6] ~= '' then
+  for field, value in pairs(cjson.decode(ARGV[6])) do
+    if (redis.call('HGET', job_key, field) or '') ~= value then return {{0, current}} end
+  end
+end
 -- Checked before any write: an error reply does not roll back what the script wrote.
 if ARGV[5] ~= '' and not transition['registers_model'] then
   return redis.error_reply('job transition ' .. name .. ' registers no model')

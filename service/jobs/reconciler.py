@@ -1,6 +1,8 @@
 """The reconciler: what makes every job end, whatever crashed on the way.
 
-It runs in the background of each API process; one pass at a time across them (a Redis lock):
+It runs in the background of each API process; one pass at a time across them (a Redis lock,
+held for the pass and released by its owner; at most one pass a period), and each message sent
+again is counted by compare-and-set, so no two passes send one for the same count:
 - a running job whose heartbeat expired (its worker is gone) is failed, every heartbeat
   interval;
 - a queued job whose message is in no queue (the API crashed between storing and sending it,
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery
+from redis.exceptions import RedisError
 
 from service import redis_keys
 from service.jobs.schemas import JobStatus
@@ -38,6 +41,14 @@ from service.worker.registry import live_workers
 logger = logging.getLogger(__name__)
 
 UNACKED_KEY, UNACKED_INDEX_KEY = "unacked", "unacked_index"  # kombu's defaults
+LOCK_SECONDS = 60.0  # the longest a pass holds the lock (a process that died in it)
+
+# KEYS: the lock; ARGV: the owner's token, ms to keep it (<= 0: delete it). Only its owner's.
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[2]) > 0 then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return redis.call('DEL', KEYS[1])
+"""
 PRIORITY_SEPARATOR, PRIORITY_STEPS = "\x06\x16", (0, 3, 6, 9)
 
 
@@ -69,6 +80,7 @@ class Reconciler:
         self.period_seconds = period_seconds
         self.after_pass = after_pass
         self._token = uuid.uuid4().hex
+        self._release = self.redis.register_script(_RELEASE_LOCK)
 
     def fail_lost_jobs(self) -> list[str]:
         """Fail running jobs whose worker is gone (safe from any number of processes at once)."""
@@ -78,16 +90,30 @@ class Reconciler:
         return lost
 
     def run_pass(self) -> Pass | None:
-        """One pass over queued jobs and then `after_pass`, unless another API process did one
-        less than a period ago (None then)."""
-        lock_ms = max(1, int(self.period_seconds * 900))  # a little less than one period
+        """One pass over queued jobs and then `after_pass`, unless another API process is doing
+        one or did one less than a period ago (None then).
+
+        The lock is held for the whole pass (up to LOCK_SECONDS, should its process die in
+        it), then kept by its owner only until a period after the pass began; it is released
+        by its token, so a pass never ends another's lock. Should a pass outlast the lock
+        anyway, the resend counter's compare-and-set still sends one message per count.
+        """
+        began = time.monotonic()
+        lock_ms = int(max(LOCK_SECONDS, 3 * self.period_seconds) * 1000)
         if not self.redis.set(redis_keys.RECONCILER_LOCK, self._token, nx=True, px=lock_ms):
             return None
-        done = Pass()
-        self._requeue(done)
-        if self.after_pass is not None:
-            self.after_pass()
-        return done
+        try:
+            done = Pass()
+            self._requeue(done)
+            if self.after_pass is not None:
+                self.after_pass()
+            return done
+        finally:
+            spacing_ms = int((0.9 * self.period_seconds - (time.monotonic() - began)) * 1000)
+            try:
+                self._release(keys=[redis_keys.RECONCILER_LOCK], args=[self._token, spacing_ms])
+            except RedisError:
+                logger.warning("Could not release the reconciler's lock; it expires by itself.")
 
     def _requeue(self, done: Pass) -> None:
         # Jobs queued (or last sent) longer than the grace ago; the queue is read only if any.
@@ -131,13 +157,13 @@ class Reconciler:
                 done.abandoned.append(job_id)
                 logger.error("Job %s failed: %s", job_id, error)
             return True
+        if not self.jobs.resend(job_id, resends + 1):
+            return True  # it started or was cancelled meanwhile, or another pass sent it
         if tag is not None:  # a dead worker's; a live one acknowledging it later is harmless
             pipe = self.redis.pipeline(transaction=True)
             pipe.hdel(UNACKED_KEY, tag)
             pipe.zrem(UNACKED_INDEX_KEY, tag)
             pipe.execute()
-        if not self.jobs.resend(job_id, resends + 1):
-            return True  # it started or was cancelled meanwhile
         try:
             self.celery.send_task(RUN_JOB_TASK, args=[job_id], queue=self.queue)
         except Exception as error:  # counted as sent: MAX_RESENDS bounds the tries

@@ -260,9 +260,13 @@ class JobStore:
         return moved
 
     def resend(self, job_id: str, resends: int) -> bool:
-        """Record that a queued job's message was sent again (the `resends`-th time)."""
+        """Record that a queued job's message is sent again (the `resends`-th time), only if it
+        was sent again `resends - 1` times so far (compare-and-set): of two passes that both
+        read the same count, one sends. False when it did not move (started, cancelled, or
+        another pass counted it first)."""
         fields = {"resends": str(resends), "sent_at": repr(time.time())}
-        moved, _ = self.transition(job_id, "resend", fields)
+        expected = {"resends": str(resends - 1) if resends > 1 else ""}
+        moved, _ = self.transition(job_id, "resend", fields, expected=expected)
         return moved
 
     def request_cancel(self, job_id: str) -> JobRecord:
@@ -335,9 +339,11 @@ class JobStore:
         fields: dict[str, str],
         model: ModelEntry | None = None,
         now: float | None = None,
+        expected: dict[str, str] | None = None,
     ) -> tuple[bool, str | None]:
         """Run the lifecycle's transition `name` atomically, setting `fields` (and registering
-        `model`) only if the job's status allows it.
+        `model`) only if the job's status allows it and its fields have the `expected` values
+        ('' for absent).
 
         Returns (whether it moved, the status it had); (False, None) for an unknown job.
         """
@@ -348,7 +354,14 @@ class JobStore:
             registration = json.dumps(_model_registration(job_id, model, now or time.time()))
         outcome = self._transition_script(
             keys=keys,
-            args=[job_id, name, json.dumps(fields), self.heartbeat_ttl_ms, registration],
+            args=[
+                job_id,
+                name,
+                json.dumps(fields),
+                self.heartbeat_ttl_ms,
+                registration,
+                json.dumps(expected) if expected else "",
+            ],
         )
         if outcome is None:
             return False, None

@@ -1,0 +1,89 @@
+"""The reconciler's passes on a real Redis DB (no worker): one pass at a time, one message per
+count, bounded work per pass, and no resend of messages it cannot read."""
+
+import time
+
+import pytest
+from redis import Redis
+
+from service import redis_keys
+from service.jobs.reconciler import Pass, Reconciler
+from service.jobs.store import JobStore
+from service.settings import Settings
+from service.worker.celery_app import create_celery_app
+from tests.conftest import STORE_TEST_DB
+from tests.stack import redis_url, wait_for
+
+QUEUE = "reconciler-test"
+
+
+@pytest.fixture
+def redis():
+    client = Redis.from_url(redis_url(STORE_TEST_DB), decode_responses=True)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def celery():
+    return create_celery_app(Settings(redis_url=redis_url(STORE_TEST_DB)))
+
+
+def reconciler(redis: Redis, celery, **options) -> Reconciler:
+    settings = {"grace_seconds": 1.0, "max_resends": 3, "period_seconds": 0.5, **options}
+    return Reconciler(JobStore(redis, 10), celery, QUEUE, **settings)
+
+
+def overdue_job(store: JobStore, seconds_ago: float = 100.0) -> str:
+    """A queued job stored `seconds_ago` with no message sent (as when the API died)."""
+    job_id = store.create("backprop", {"steps": 1}).id
+    store.redis.hset(redis_keys.job_key(job_id), "created_at", repr(time.time() - seconds_ago))
+    return job_id
+
+
+def test_a_resend_is_counted_by_compare_and_set(redis):
+    store = JobStore(redis, 10)
+    job_id = store.create("backprop", {}).id
+    assert store.resend(job_id, 1)
+    assert not store.resend(job_id, 1)  # a pass that read the count before the first wrote
+    assert store.resend(job_id, 2)
+    assert redis.hget(redis_keys.job_key(job_id), "resends") == "2"
+
+
+def test_two_overlapping_passes_send_one_message_per_count(redis, celery):
+    first, second = reconciler(redis, celery), reconciler(redis, celery)
+    job_id = overdue_job(first.jobs)
+    # Both read the job as never sent again, then both try to send it.
+    done = [Pass(), Pass()]
+    assert first._send_again(job_id, 0, None, done[0])
+    assert second._send_again(job_id, 0, None, done[1])
+    assert [d.resent for d in done] == [[job_id], []]
+    assert redis.llen(QUEUE) == 1
+    assert redis.hget(redis_keys.job_key(job_id), "resends") == "1"
+
+
+def test_the_lock_is_held_for_the_pass_and_released_only_by_its_owner(redis, celery):
+    seen: dict[str, object] = {}
+    second = reconciler(redis, celery)
+
+    def during_the_first_pass() -> None:
+        seen["second"] = second.run_pass()  # another API process meanwhile
+        seen["ttl_ms"] = redis.pttl(redis_keys.RECONCILER_LOCK)
+
+    first = reconciler(redis, celery, after_pass=during_the_first_pass)
+    assert first.run_pass() is not None
+    assert seen["second"] is None
+    assert seen["ttl_ms"] > 0.5 * 1000  # held longer than a period while the pass runs
+    # Kept only until a period after the pass began; then the next pass may run.
+    assert redis.pttl(redis_keys.RECONCILER_LOCK) <= 0.45 * 1000
+    wait_for(lambda: second.run_pass() is not None, 10, "the second process to get a pass")
+
+    # A pass whose lock expired and was taken by another never releases that one's.
+    redis.delete(redis_keys.RECONCILER_LOCK)
+    third = reconciler(
+        redis, celery, after_pass=lambda: redis.set(redis_keys.RECONCILER_LOCK, "another")
+    )
+    assert third.run_pass() is not None
+    assert redis.get(redis_keys.RECONCILER_LOCK) == "another"
