@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_ready, worker_shutdown
 from celery.worker import state as worker_state
 from redis import Redis
 
@@ -29,7 +29,7 @@ from service.jobs.store import JobStore
 from service.jobs.task_names import RUN_JOB_TASK
 from service.settings import get_settings
 from service.worker.registry import publish_worker, withdraw_worker
-from service.worker.watchdog import Watchdog
+from service.worker.watchdog import Watchdog, create_progress_dir, remove_progress_dir
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +143,12 @@ class WorkerPresence:
 _presence: WorkerPresence | None = None
 
 
+@worker_init.connect
+def _on_worker_init(**_: Any) -> None:
+    # In the parent, before its pool forks: every child inherits the folder's path.
+    create_progress_dir()
+
+
 @worker_ready.connect
 def _on_worker_ready(sender: Any, **_: Any) -> None:
     global _presence
@@ -155,3 +161,4 @@ def _on_worker_ready(sender: Any, **_: Any) -> None:
 def _on_worker_shutdown(**_: Any) -> None:
     if _presence is not None:
         _presence.stop()
+    remove_progress_dir()

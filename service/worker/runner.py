@@ -32,6 +32,10 @@ REDIS_RETRY_SECONDS, MAX_REDIS_BACKOFF_SECONDS = 1.0, 10.0
 REDIS_OPTIONS = {"socket_connect_timeout": 5, "socket_timeout": 30}
 
 
+class JobEnded(TrainingCancelled):
+    """Raised inside a training run whose job no longer runs (it ended elsewhere)."""
+
+
 class StoreReporter:
     """A training `ProgressReporter` backed by the job store, that outlives Redis outages.
 
@@ -85,11 +89,15 @@ class StoreReporter:
         if self._waiting_for_redis():
             return
         try:
-            cancelled = self.store.is_cancel_requested(self.job_id)
+            status, cancel_requested = self.store.get_raw(self.job_id, "status", "cancel_requested")
         except RedisError as error:
             self._redis_failed(error)
             return
-        if cancelled:
+        if status != JobStatus.RUNNING.value:
+            # Ended elsewhere: failed as lost (a network partition outlasted its heartbeat) or
+            # stalled, or deleted since. Training for it would hold the worker for nothing.
+            raise JobEnded(f"Job {self.job_id} is {status or 'deleted'}; training stopped.")
+        if cancel_requested == "1":
             raise TrainingCancelled(f"Job {self.job_id} was cancelled.")
 
     def _tick(self) -> None:
@@ -203,13 +211,18 @@ def _run_started(
     models: ModelStore,
     reporter: StoreReporter,
 ) -> None:
-    """Run a started job's training and record how it ended."""
+    """Run a started job's training and record how it ended (training stops early when the job
+    is cancelled or has ended elsewhere: `StoreReporter.check_cancelled`)."""
     model_id = None
     try:
         kind = _kind(record)
         model_id = uuid.uuid4().hex if kind.produces_model else None
         arguments, started_from = _arguments(kind, record, settings, models, model_id)
         result = {**_entry_point(kind)(**arguments, progress=reporter), **started_from}
+    except JobEnded as error:  # nothing more to write for it (it may even be deleted)
+        logger.warning("%s", error)
+        _discard(models, model_id)
+        return
     except Exception as error:
         status, message = _how_it_ended(job_id, error, settings)
         deadline = time.monotonic() + settings.redis_outage_seconds
