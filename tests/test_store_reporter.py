@@ -1,6 +1,7 @@
 """The training reporter of the worker's child through a Redis outage, on a Redis of the test's
 own stopped and started again: training goes on, nothing reported is lost or written twice."""
 
+import os
 import threading
 import time
 import uuid
@@ -12,7 +13,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from service.jobs.schemas import JobStatus
 from service.jobs.store import JobStore, ModelEntry
 from service.models.store import ModelStore
-from service.worker.runner import StoreReporter, end_job
+from service.settings import Settings
+from service.worker.runner import StoreReporter, _run_started, end_job
 from tests.stack import OwnRedis, wait_for
 
 
@@ -152,4 +154,18 @@ def test_an_outcome_waits_for_redis_after_every_entry_and_the_clock_ticks_meanwh
     assert ended == [True]
     assert [entry["epoch"] for entry in store.entries(job_id, "history")] == [1, 2, 3]
     assert store.get(job_id).status == JobStatus.SUCCEEDED
+    redis.close()
+
+
+def test_a_job_keeps_its_prepared_images_on_the_artifacts_volume(own_redis, tmp_path, monkeypatch):
+    monkeypatch.setenv("PREPARED_CACHE_DIR", "restored after the test")
+    monkeypatch.delenv("PREPARED_CACHE_DIR")
+    redis = Redis.from_url(own_redis.url, decode_responses=True, socket_connect_timeout=1)
+    store = JobStore(redis, heartbeat_ttl_seconds=10)
+    models = ModelStore(redis, tmp_path)
+    record = store.start(store.create("backprop", {"steps": 1}).id, hostname="w@h", pid=1)
+    settings = Settings(redis_url=own_redis.url, artifacts_dir=tmp_path)
+    _run_started(record.id, record, settings, store, models, StoreReporter(store, record.id))
+    assert store.get(record.id).status == JobStatus.SUCCEEDED
+    assert os.environ["PREPARED_CACHE_DIR"] == str(tmp_path / "cache" / "prepared")
     redis.close()

@@ -218,6 +218,11 @@ def _run_started(
         kind = _kind(record)
         model_id = uuid.uuid4().hex if kind.produces_model else None
         arguments, started_from = _arguments(kind, record, settings, models, model_id)
+        # The prepared-image cache on the artifacts volume (shared by a host's workers, kept
+        # across container restarts), unless PREPARED_CACHE_DIR says otherwise.
+        os.environ.setdefault(
+            "PREPARED_CACHE_DIR", str(settings.artifacts_dir / "cache" / "prepared")
+        )
         result = {**_entry_point(kind)(**arguments, progress=reporter), **started_from}
     except JobEnded as error:  # nothing more to write for it (it may even be deleted)
         logger.warning("%s", error)
