@@ -5,9 +5,17 @@ import signal
 from datetime import datetime
 
 import pytest
+from redis import Redis
 
+from service.errors import ConflictError
+from service.jobs import queue as queue_module
+from service.jobs.kinds import InvalidJobError
 from service.jobs.params import MAX_BACKPROP_STEPS, BackpropParams
-from tests.stack import wait_for
+from service.jobs.queue import submit_job_once
+from service.jobs.schemas import JobSubmission
+from service.jobs.store import JobStore
+from tests.conftest import STORE_TEST_DB
+from tests.stack import redis_url, wait_for
 from tests.test_course_network import ACTIVATION_NAMES, random_case, tf_course_network
 
 LONG_RUN = {"steps": MAX_BACKPROP_STEPS, "learning_rate": 1e-6}  # several seconds of work
@@ -299,3 +307,50 @@ def test_a_retried_submission_with_the_same_idempotency_key_creates_one_job(stac
     anew = stack.client.post("/jobs", json=body, headers=key)
     assert anew.status_code == 202 and anew.json()["id"] != first.json()["id"]
     assert "idempotent-replayed" not in anew.headers
+
+
+class RecordingCelery:
+    """Takes messages without a broker."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[str]] = []
+
+    def send_task(self, name: str, args: list[str], queue: str) -> None:
+        self.sent.append(args)
+
+
+def test_a_retry_is_answered_from_its_key_before_validation_and_by_what_the_client_sent(
+    monkeypatch,
+):
+    redis = Redis.from_url(redis_url(STORE_TEST_DB), decode_responses=True)
+    redis.flushdb()
+    try:
+        store, celery = JobStore(redis, 10), RecordingCelery()
+        first = JobSubmission(kind="backprop", params={"steps": 1})
+        job, created = submit_job_once(store, celery, "q", first, idempotency_key="k1")
+        assert created and job.params["steps"] == 1 and len(celery.sent) == 1
+
+        # After a deploy that changed a default, or with its referenced model deleted since,
+        # validation would now differ or refuse: the retry never gets there.
+        def refuse(*_args, **_kwargs):
+            raise InvalidJobError("would be refused now", [])
+
+        monkeypatch.setattr(queue_module, "validate_params", refuse)
+        retry = JobSubmission(kind="backprop", params={"steps": 1})
+        again, created = submit_job_once(store, celery, "q", retry, idempotency_key="k1")
+        assert not created and again.id == job.id and len(celery.sent) == 1
+
+        # What the client sent decides, not the params the server filled in: another body is
+        # a conflict even though its validated params would be the same.
+        explicit = JobSubmission(kind="backprop", params={"steps": 1, **_defaults_but_steps()})
+        with pytest.raises(ConflictError, match="Idempotency-Key"):
+            submit_job_once(store, celery, "q", explicit, idempotency_key="k1")
+    finally:
+        redis.flushdb()
+        redis.close()
+
+
+def _defaults_but_steps() -> dict:
+    defaults = BackpropParams().model_dump(mode="json")
+    defaults.pop("steps")
+    return defaults

@@ -3,9 +3,10 @@ lost to a timeout, say) with the same key gets what the first one created, never
 
 The key is recorded in the same Redis transaction as the records the request creates (WATCH on
 the key, then MULTI), so a request either created its records and the key together or nothing;
-two requests racing with one key create one set of records. Keys are kept 24 hours. The same key
-with a different request is a conflict (409), as it is most likely a client's mistake; a key
-whose record was deleted since creates a new one.
+two requests racing with one key create one set of records. Keys are kept 24 hours. A request is
+its body as the client sent it (no server defaults), and the key is looked up before the request
+is validated. The same key with a different request is a conflict (409), as it is most likely a
+client's mistake; a key whose record was deleted since creates a new one.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def create_once(
         pipe.execute()
         return record_id, True
     key = redis_keys.idempotency_key(scope, client_key)
-    fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+    fingerprint = request_fingerprint(request)
     with redis.pipeline(transaction=True) as pipe:
         while True:
             try:
@@ -61,6 +62,33 @@ def create_once(
                 return record_id, True
             except WatchError:
                 continue  # another request with this key got in first: read what it made
+
+
+def request_fingerprint(request: Any) -> str:
+    """A digest of the request as the client sent it (canonical JSON: sorted keys, no spaces),
+    so that a retry matches whatever defaults the server fills in meanwhile."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def replayed(
+    redis: Redis,
+    scope: str,
+    client_key: str | None,
+    request: Any,
+    record_key: Callable[[str], str],
+) -> str | None:
+    """The id the first request with this key created, while its record exists; None when the
+    key is new (or its record deleted); `ConflictError` for a different request with it. Asked
+    before the request is validated, so a retry gets its answer even when validation would now
+    refuse it (a default changed by a deploy, a referenced model deleted since)."""
+    if client_key is None:
+        return None
+    earlier = redis.get(redis_keys.idempotency_key(scope, client_key))
+    if earlier is None:
+        return None
+    earlier_id = _earlier_id(json.loads(earlier), request_fingerprint(request), scope)
+    return earlier_id if redis.exists(record_key(earlier_id)) else None
 
 
 def _earlier_id(earlier: dict[str, str], fingerprint: str, scope: str) -> str:

@@ -9,7 +9,7 @@ from redis.client import Pipeline
 
 from service import redis_keys
 from service.errors import NotFoundError
-from service.jobs.idempotency import create_once
+from service.jobs.idempotency import create_once, replayed
 from service.jobs.kinds import InvalidJobError, JobKind, check_size, get_kind, validate_params
 from service.jobs.limits import digit_network
 from service.jobs.schemas import JobRecord, JobSubmission
@@ -42,6 +42,10 @@ def submit_job_once(
 ) -> tuple[JobRecord, bool]:
     """`submit_job`, once per `idempotency_key`: returns the job and whether this call created
     it (False: the job an earlier request with that key created, as it is now)."""
+    request = submission.model_dump(mode="json", exclude_unset=True)  # as the client sent it
+    earlier = replayed(store.redis, "jobs", idempotency_key, request, redis_keys.job_key)
+    if earlier is not None:
+        return store.get(earlier), False
     kind = get_kind(submission.kind)
     params = validate_params(kind, submission.params)
     if models is not None:
@@ -52,7 +56,6 @@ def submit_job_once(
         store.add_create(pipe, job_id, kind.name, params, time.time())
         return job_id
 
-    request = {"kind": kind.name, "params": params}
     job_id, created = create_once(
         store.redis, "jobs", idempotency_key, request, create, redis_keys.job_key
     )

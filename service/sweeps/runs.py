@@ -14,7 +14,7 @@ from redis.client import Pipeline
 
 from service import redis_keys
 from service.errors import ConflictError
-from service.jobs.idempotency import create_once
+from service.jobs.idempotency import create_once, replayed
 from service.jobs.kinds import InvalidJobError, JobKind, get_kind, validate_params
 from service.jobs.queue import check_model_references, send_job
 from service.jobs.schemas import JobStatus
@@ -65,6 +65,10 @@ def submit_sweep_once(
 ) -> tuple[SweepRecord, bool]:
     """`submit_sweep`, once per `idempotency_key`: returns the sweep and whether this call
     created it (False: the sweep an earlier request with that key created)."""
+    request = submission.model_dump(mode="json", exclude_unset=True)  # as the client sent it
+    earlier = replayed(jobs.redis, "sweeps", idempotency_key, request, redis_keys.sweep_key)
+    if earlier is not None:
+        return sweeps.get(earlier), False
     kind = get_kind(submission.base.kind, location=("body", "base", "kind"))
     _check_grid(kind, submission)
     planned = []
@@ -94,7 +98,6 @@ def submit_sweep_once(
             jobs.add_create(pipe, sweep_job.job_id, kind.name, params, now)
         return sweep_id
 
-    request = submission.model_dump(mode="json")
     sweep_id, created = create_once(
         jobs.redis, "sweeps", idempotency_key, request, create, redis_keys.sweep_key
     )
