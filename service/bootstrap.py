@@ -100,7 +100,10 @@ def load_default_models(models: ModelStore, cache: ModelCache) -> list[str]:
 
 
 def _in_training(jobs: JobStore, kind: str) -> bool:
+    """Whether a job of `kind` is queued or running: counted, stopping at the first (a backlog of
+    other kinds costs nothing to read)."""
     return any(
-        jobs.list(kind=kind, status=status, limit=1)[0]
+        jobs.redis.zintercard(2, [redis_keys.jobs_by_kind(kind), redis_keys.jobs_by_status(status)],
+                              limit=1)
         for status in (JobStatus.QUEUED, JobStatus.RUNNING)
-    )
+    )  # fmt: skip

@@ -9,6 +9,7 @@ from redis import Redis
 from service import redis_keys
 from service.jobs.reconciler import Pass, Reconciler
 from service.jobs.store import JobStore
+from service.jobs.task_names import RUN_JOB_TASK
 from service.settings import Settings
 from service.worker.celery_app import create_celery_app
 from tests.conftest import STORE_TEST_DB
@@ -39,7 +40,9 @@ def reconciler(redis: Redis, celery, **options) -> Reconciler:
 def overdue_job(store: JobStore, seconds_ago: float = 100.0) -> str:
     """A queued job stored `seconds_ago` with no message sent (as when the API died)."""
     job_id = store.create("backprop", {"steps": 1}).id
-    store.redis.hset(redis_keys.job_key(job_id), "created_at", repr(time.time() - seconds_ago))
+    created_at = time.time() - seconds_ago
+    store.redis.hset(redis_keys.job_key(job_id), "created_at", repr(created_at))
+    store.redis.zadd(redis_keys.jobs_by_status("queued"), {job_id: created_at})
     return job_id
 
 
@@ -87,3 +90,54 @@ def test_the_lock_is_held_for_the_pass_and_released_only_by_its_owner(redis, cel
     )
     assert third.run_pass() is not None
     assert redis.get(redis_keys.RECONCILER_LOCK) == "another"
+
+
+def send(celery, job_id: str) -> None:
+    celery.send_task(RUN_JOB_TASK, args=[job_id], queue=QUEUE)
+
+
+def test_a_pass_looks_at_a_bounded_number_of_overdue_jobs_then_the_next(redis, celery):
+    passes = reconciler(redis, celery, batch=2)
+    lost = [overdue_job(passes.jobs, seconds_ago=100 - i) for i in range(5)]
+    resent = []
+    for _ in range(3):
+        done = Pass()
+        passes._requeue(done)
+        resent.append(done.resent)
+    assert resent == [lost[:2], lost[2:4], lost[4:]]
+    assert redis.llen(QUEUE) == 5
+
+
+def test_with_a_message_for_every_queued_job_the_queue_is_not_read(redis, celery, monkeypatch):
+    passes = reconciler(redis, celery)
+    for _ in range(3):
+        send(celery, overdue_job(passes.jobs))
+
+    def unexpected(*_args):
+        raise AssertionError("the queue was read although no message can be missing")
+
+    monkeypatch.setattr(passes, "_messages", unexpected)
+    done = Pass()
+    passes._requeue(done)
+    assert done.resent == [] and redis.llen(QUEUE) == 3
+
+
+def test_messages_it_cannot_read_skip_the_pass_saying_why(redis, celery, caplog):
+    passes = reconciler(redis, celery)
+    waiting, lost = overdue_job(passes.jobs), overdue_job(passes.jobs)
+    redis.lpush(QUEUE, "\x78\x9c compressed, or pickled")  # the waiting job's, unreadable
+    done = Pass()
+    passes._requeue(done)
+    assert done.resent == [] and redis.llen(QUEUE) == 1  # neither job taken for lost
+    assert "cannot read any of the 1 messages" in caplog.text
+
+    # Readable, the same messages tell the lost job from the waiting one.
+    redis.delete(QUEUE)
+    send(celery, waiting)
+    passes._requeue(done)
+    assert done.resent == [lost]
+
+
+def test_the_pinned_serializer_is_json_without_compression(celery):
+    assert celery.conf.task_serializer == "json" and celery.conf.task_compression is None
+    assert list(celery.conf.accept_content) == ["json"]

@@ -41,6 +41,7 @@ from service.worker.registry import live_workers
 logger = logging.getLogger(__name__)
 
 UNACKED_KEY, UNACKED_INDEX_KEY = "unacked", "unacked_index"  # kombu's defaults
+PAGE = 1000  # messages read from Redis at once
 LOCK_SECONDS = 60.0  # the longest a pass holds the lock (a process that died in it)
 
 # KEYS: the lock; ARGV: the owner's token, ms to keep it (<= 0: delete it). Only its owner's.
@@ -70,6 +71,7 @@ class Reconciler:
         max_resends: int,
         period_seconds: float,
         after_pass: Callable[[], Any] | None = None,
+        batch: int = 500,
     ) -> None:
         self.jobs = jobs
         self.redis = jobs.redis
@@ -79,6 +81,8 @@ class Reconciler:
         self.max_resends = max_resends
         self.period_seconds = period_seconds
         self.after_pass = after_pass
+        self.batch = batch  # overdue jobs looked at in one pass
+        self._offset = 0
         self._token = uuid.uuid4().hex
         self._release = self.redis.register_script(_RELEASE_LOCK)
 
@@ -116,23 +120,36 @@ class Reconciler:
                 logger.warning("Could not release the reconciler's lock; it expires by itself.")
 
     def _requeue(self, done: Pass) -> None:
-        # Jobs queued (or last sent) longer than the grace ago; the queue is read only if any.
+        """Send again the messages of overdue queued jobs, looking at most at `batch` of them a
+        pass (the next ones at the next pass), and reading the queue only when the counts say
+        a message may be missing: a backlog of any size costs a pass little."""
         now = time.time()
-        queued = self.jobs.ids_with_status(JobStatus.QUEUED)
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id in queued:
-            pipe.hmget(redis_keys.job_key(job_id), ["created_at", "sent_at", "resends"])
-        overdue = {
-            job_id: int(resends or 0)
-            for job_id, (created_at, sent_at, resends) in zip(queued, pipe.execute(), strict=True)
-            if created_at is not None and now - float(sent_at or created_at) >= self.grace_seconds
-        }
+        overdue = self._overdue(now)
         if not overdue:
             return
-        waiting, taken = self._messages()
         held = {
             job_id for worker in live_workers(self.redis) for job_id in worker.get("holding", [])
         }
+        # Counts first: when there are as many messages as queued jobs, none is missing.
+        queued_index = redis_keys.jobs_by_status(JobStatus.QUEUED)
+        held_ids = sorted(held)
+        pipe = self.redis.pipeline(transaction=False)
+        for name in self._queue_lists():
+            pipe.llen(name)
+        pipe.zcard(queued_index)
+        pipe.hlen(UNACKED_KEY)
+        for job_id in held_ids:
+            pipe.zscore(queued_index, job_id)
+        replies = pipe.execute()
+        steps = len(PRIORITY_STEPS)
+        lengths, (queued, unacked) = replies[:steps], replies[steps : steps + 2]
+        held_queued = sum(score is not None for score in replies[steps + 2 :])
+        if queued <= sum(lengths) + held_queued:
+            return  # a message waits, or a live worker holds one, for every queued job
+        messages = self._messages(set(overdue), lengths, unacked)
+        if messages is None:
+            return
+        waiting, taken = messages
         for job_id, resends in overdue.items():
             if job_id in waiting or job_id in held:
                 continue  # waiting for a worker, or taken by a live one (busy, or starting it)
@@ -141,6 +158,23 @@ class Reconciler:
                 continue  # just taken: its worker has not listed it yet
             if not self._send_again(job_id, resends, tag, done):
                 break  # the broker refuses messages now: the next pass tries again
+
+    def _overdue(self, now: float) -> dict[str, int]:
+        """Job id -> messages sent again, of at most `batch` jobs queued (or last sent) longer
+        than the grace ago; each pass takes the next ones, in order of their creation."""
+        queued = self.redis.zrangebyscore(
+            redis_keys.jobs_by_status(JobStatus.QUEUED), "-inf", now - self.grace_seconds,
+            start=self._offset, num=self.batch,
+        )  # fmt: skip
+        self._offset = self._offset + len(queued) if len(queued) == self.batch else 0
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in queued:
+            pipe.hmget(redis_keys.job_key(job_id), ["created_at", "sent_at", "resends"])
+        return {
+            job_id: int(resends or 0)
+            for job_id, (created_at, sent_at, resends) in zip(queued, pipe.execute(), strict=True)
+            if created_at is not None and now - float(sent_at or created_at) >= self.grace_seconds
+        }
 
     def _send_again(self, job_id: str, resends: int, tag: str | None, done: Pass) -> bool:
         """Send the job's message again, or fail the job past MAX_RESENDS; False when the
@@ -173,24 +207,42 @@ class Reconciler:
         logger.warning("Job %s was queued with its message %s; sent it again.", job_id, where)
         return True
 
-    def _messages(self) -> tuple[set[str], dict[str, tuple[str, float]]]:
-        """Job ids with a message waiting in the queue; job id -> (tag, when taken) for
-        messages a worker took and has not acknowledged."""
-        pipe = self.redis.pipeline(transaction=False)
-        for step in PRIORITY_STEPS:
-            pipe.lrange(self.queue + (f"{PRIORITY_SEPARATOR}{step}" if step else ""), 0, -1)
-        pipe.hgetall(UNACKED_KEY)
-        pipe.zrange(UNACKED_INDEX_KEY, 0, -1, withscores=True)
-        *lists, unacked, index = pipe.execute()
-        waiting = {job_id for raw in (item for items in lists for item in items)
-                   if (job_id := _job_id(_loads(raw)))}  # fmt: skip
-        taken_at = dict(index)
+    def _queue_lists(self) -> list[str]:
+        return [
+            self.queue + (f"{PRIORITY_SEPARATOR}{step}" if step else "") for step in PRIORITY_STEPS
+        ]
+
+    def _messages(
+        self, wanted: set[str], lengths: list[int], unacked: int
+    ) -> tuple[set[str], dict[str, tuple[str, float]]] | None:
+        """Which of the `wanted` jobs have a message waiting in the queue; job id -> (tag, when
+        taken) for messages a worker took and has not acknowledged. Read a page at a time, so
+        memory stays bounded. None (logged) when there are messages and none of them decodes
+        (another serializer, compression): every job would look lost then."""
+        waiting, decoded = set(), 0
+        for name, length in zip(self._queue_lists(), lengths, strict=True):
+            for first in range(0, length, PAGE):
+                for raw in self.redis.lrange(name, first, first + PAGE - 1):
+                    job_id = _job_id(_loads(raw))
+                    decoded += job_id is not None
+                    if job_id in wanted:
+                        waiting.add(job_id)
+        taken_at = dict(self.redis.zrange(UNACKED_INDEX_KEY, 0, -1, withscores=True))
         taken = {}
-        for tag, raw in unacked.items():
+        for tag, raw in self.redis.hscan_iter(UNACKED_KEY, count=PAGE):
             entry = _loads(raw)
             job_id = _job_id(entry[0] if isinstance(entry, list) and entry else None)
+            decoded += job_id is not None
             if job_id:
                 taken[job_id] = (tag, float(taken_at.get(tag, time.time())))
+        if sum(lengths) + unacked and not decoded:
+            logger.error(
+                "The reconciler cannot read any of the %d messages in queue %r (a serializer "
+                "other than JSON, or compression?); skipping its pass so that no job is taken "
+                "for lost. Check task_serializer in service/worker/celery_app.py.",
+                sum(lengths) + unacked, self.queue,
+            )  # fmt: skip
+            return None
         return waiting, taken
 
 

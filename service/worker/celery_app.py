@@ -20,6 +20,11 @@ def create_celery_app(settings: Settings) -> Celery:
     app.conf.update(
         task_default_queue=settings.job_queue,
         task_ignore_result=True,  # the job store holds every result
+        # Pinned: the reconciler reads the queue's messages (JSON, uncompressed) to find lost
+        # ones (service.jobs.reconciler).
+        task_serializer="json",
+        accept_content=["json"],
+        task_compression=None,
         # One job per process, one process per GPU: each job gets a fresh child, so TensorFlow's
         # GPU memory is returned when the job ends.
         worker_concurrency=1,
