@@ -25,6 +25,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from service.jobs.schemas import JobStatus
+from service.redis_keys import jobs_by_status
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class JobCollector(Collector):
         try:
             pipe = self.redis.pipeline(transaction=False)
             for status in JobStatus:
-                pipe.zcard(f"jobs:status:{status}")
+                pipe.zcard(jobs_by_status(status))
             pipe.llen(self.job_queue)
             *counts, queued_messages = pipe.execute()
         except RedisError as error:

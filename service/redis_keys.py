@@ -1,5 +1,7 @@
-"""The names of the Redis keys the service's jobs, sweeps, workers and reconciler use (beside
-Celery's own), in one place. Lua scripts get them as KEYS or are built from these prefixes.
+"""The names of the Redis keys the service's jobs, models, sweeps, workers, metrics and
+reconciler use, in one place (with the two of Celery's own the reconciler reads). Lua scripts get
+them as KEYS or are built from these prefixes. The strings never change: stored data is read by
+them.
 
 Ids reaching these functions have been checked (32 hex digits), so no name can reach another
 record's key (`{id}:history` would name a job's list).
@@ -48,23 +50,27 @@ def jobs_by_status(status: str) -> str:
 MODEL_PREFIX = "model:"
 MODELS_ALL = "models:all"
 MODELS_BY_KIND_PREFIX = "models:kind:"
-MODELS_CHANGED_CHANNEL = "models:changed"
+MODELS_ALIASES = "models:aliases"  # a hash: alias name -> model id
+MODELS_CHANGED_CHANNEL = "models:changed"  # published on every registration and alias change
 
 
 def model_key(model_id: str) -> str:
+    """A hash: the model's record."""
     return MODEL_PREFIX + model_id
 
 
 def models_by_kind(kind: str) -> str:
+    """A sorted set of model ids by creation time, newest last."""
     return MODELS_BY_KIND_PREFIX + kind
 
 
 # Sweeps
+SWEEP_PREFIX = "sweep:"
 SWEEPS_ALL = "sweeps:all"
 
 
 def sweep_key(sweep_id: str) -> str:
-    return f"sweep:{sweep_id}"
+    return SWEEP_PREFIX + sweep_id
 
 
 # Workers (service.worker.registry)
@@ -75,6 +81,11 @@ LIVE_WORKERS = "workers:live"
 def worker_key(hostname: str) -> str:
     return WORKER_PREFIX + hostname
 
+
+# Celery's (kombu's Redis transport defaults): messages taken by a worker and not yet acknowledged,
+# which the reconciler reads
+CELERY_UNACKED = "unacked"  # a hash: delivery tag -> [message, exchange, routing key]
+CELERY_UNACKED_INDEX = "unacked_index"  # a sorted set: delivery tag by when it was taken
 
 # Coordination between API processes
 BOOTSTRAP_LOCK = "bootstrap:lock"

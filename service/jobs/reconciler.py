@@ -40,7 +40,7 @@ from service.worker.registry import live_workers
 
 logger = logging.getLogger(__name__)
 
-UNACKED_KEY, UNACKED_INDEX_KEY = "unacked", "unacked_index"  # kombu's defaults
+UNACKED_KEY, UNACKED_INDEX_KEY = redis_keys.CELERY_UNACKED, redis_keys.CELERY_UNACKED_INDEX
 PAGE = 1000  # messages read from Redis at once
 LOCK_SECONDS = 60.0  # the longest a pass holds the lock (a process that died in it)
 

@@ -23,61 +23,61 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from redis import Redis
 
+from service import redis_keys
 from service.errors import ConflictError, NotFoundError, ServiceError
 from service.jobs.kinds import JOB_KINDS
+from service.redis_keys import MODELS_ALIASES, MODELS_CHANGED_CHANNEL, model_key, models_by_kind
 from service.redis_pages import newest_first
 
 MODEL_ID_PATTERN = re.compile(r"[0-9a-f]{32}")  # always with fullmatch
 ALIAS_PATTERN = re.compile(r"[a-z][a-z0-9_.-]{0,62}")
 FILE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
-ALIASES_KEY = "models:aliases"
-MODELS_CHANGED_CHANNEL = "models:changed"  # published on every registration and alias change
 ModelFormat = Literal["keras", "h5"]
 _JSON_FIELDS = ("params", "metrics", "files")
 
 # A model's record by id, by alias, or the newest of a kind, in one round trip: the prediction
 # endpoints run it on every request, so a new model or a moved alias answers the next one.
-FIND_MODEL_SCRIPT = """
+FIND_MODEL_SCRIPT = f"""
 local mode, name = ARGV[1], ARGV[2]
 local model_id = name
 if mode == 'alias' then
-  model_id = redis.call('HGET', 'models:aliases', name)
+  model_id = redis.call('HGET', '{MODELS_ALIASES}', name)
 elseif mode == 'newest' then
-  model_id = redis.call('ZREVRANGE', 'models:kind:' .. name, 0, 0)[1]
+  model_id = redis.call('ZREVRANGE', '{redis_keys.MODELS_BY_KIND_PREFIX}' .. name, 0, 0)[1]
 end
-if not model_id then return {} end
-return redis.call('HGETALL', 'model:' .. model_id)
+if not model_id then return {{}} end
+return redis.call('HGETALL', '{redis_keys.MODEL_PREFIX}' .. model_id)
 """
 
 
 # Removes a model's record and index entries unless an alias names it, in one step; returns
 # the aliases that name it (nothing removed), or {} when removed, or nil when there is none.
-DELETE_MODEL_SCRIPT = """
+DELETE_MODEL_SCRIPT = f"""
 local model_id = ARGV[1]
-local kind = redis.call('HGET', 'model:' .. model_id, 'kind')
+local kind = redis.call('HGET', '{redis_keys.MODEL_PREFIX}' .. model_id, 'kind')
 if not kind then return nil end
-local naming = {}
-local aliases = redis.call('HGETALL', 'models:aliases')
+local naming = {{}}
+local aliases = redis.call('HGETALL', '{MODELS_ALIASES}')
 for i = 1, #aliases, 2 do
   if aliases[i + 1] == model_id then table.insert(naming, aliases[i]) end
 end
 if #naming > 0 then return naming end
-redis.call('DEL', 'model:' .. model_id)
-redis.call('ZREM', 'models:all', model_id)
-redis.call('ZREM', 'models:kind:' .. kind, model_id)
-redis.call('PUBLISH', 'models:changed', model_id)
-return {}
+redis.call('DEL', '{redis_keys.MODEL_PREFIX}' .. model_id)
+redis.call('ZREM', '{redis_keys.MODELS_ALL}', model_id)
+redis.call('ZREM', '{redis_keys.MODELS_BY_KIND_PREFIX}' .. kind, model_id)
+redis.call('PUBLISH', '{MODELS_CHANGED_CHANNEL}', model_id)
+return {{}}
 """
 
 
 # Points an alias at a model if the model exists; returns {found, the id it named before or ''}.
-SET_ALIAS_SCRIPT = """
+SET_ALIAS_SCRIPT = f"""
 local alias, model_id = ARGV[1], ARGV[2]
-if redis.call('EXISTS', 'model:' .. model_id) == 0 then return {0, ''} end
-local previous = redis.call('HGET', 'models:aliases', alias) or ''
-redis.call('HSET', 'models:aliases', alias, model_id)
-redis.call('PUBLISH', 'models:changed', model_id)
-return {1, previous}
+if redis.call('EXISTS', '{redis_keys.MODEL_PREFIX}' .. model_id) == 0 then return {{0, ''}} end
+local previous = redis.call('HGET', '{MODELS_ALIASES}', alias) or ''
+redis.call('HSET', '{MODELS_ALIASES}', alias, model_id)
+redis.call('PUBLISH', '{MODELS_CHANGED_CHANNEL}', model_id)
+return {{1, previous}}
 """
 
 
@@ -124,7 +124,7 @@ class ModelStore:
         now = time.time()
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(
-            _model_key(model_id),
+            model_key(model_id),
             mapping={
                 "id": model_id,
                 "kind": kind,
@@ -135,8 +135,8 @@ class ModelStore:
                 "created_at": repr(now),
             },
         )
-        pipe.zadd("models:all", {model_id: now})
-        pipe.zadd(f"models:kind:{kind}", {model_id: now})
+        pipe.zadd(redis_keys.MODELS_ALL, {model_id: now})
+        pipe.zadd(models_by_kind(kind), {model_id: now})
         pipe.publish(MODELS_CHANGED_CHANNEL, model_id)
         pipe.execute()
         return self.get(model_id)
@@ -157,7 +157,7 @@ class ModelStore:
         shutil.rmtree(self.root / model_id, ignore_errors=True)
 
     def exists(self, model_id: str) -> bool:
-        return bool(self.redis.exists(_model_key(model_id)))
+        return bool(self.redis.exists(model_key(model_id)))
 
     def discard_files(self, model_id: str) -> None:
         """Remove files of a model that will not be registered (its job did not succeed)."""
@@ -165,7 +165,7 @@ class ModelStore:
 
     def get(self, model_id: str) -> ModelRecord:
         raw = (
-            self.redis.hgetall(_model_key(model_id)) if MODEL_ID_PATTERN.fullmatch(model_id) else {}
+            self.redis.hgetall(model_key(model_id)) if MODEL_ID_PATTERN.fullmatch(model_id) else {}
         )
         if not raw:
             raise NotFoundError(_not_found_message(model_id))
@@ -208,8 +208,8 @@ class ModelStore:
         self, kind: str | None = None, limit: int = 20, offset: int = 0
     ) -> tuple[list[ModelRecord], int]:
         """One page of models, newest first, and how many match in all."""
-        index = f"models:kind:{kind}" if kind else "models:all"
-        items, total = newest_first(self.redis, index, _model_key, _decode, limit, offset)
+        index = models_by_kind(kind) if kind else redis_keys.MODELS_ALL
+        items, total = newest_first(self.redis, index, model_key, _decode, limit, offset)
         return self._with_aliases(items), total
 
     def set_alias(self, alias: str, model_id: str) -> str | None:
@@ -234,8 +234,8 @@ class ModelStore:
     def delete_alias(self, alias: str) -> str:
         """Remove `alias`; returns the id it named. `NotFoundError` if there is no such alias."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hget(ALIASES_KEY, alias)
-        pipe.hdel(ALIASES_KEY, alias)
+        pipe.hget(MODELS_ALIASES, alias)
+        pipe.hdel(MODELS_ALIASES, alias)
         pipe.publish(MODELS_CHANGED_CHANNEL, alias)
         model_id, deleted, _ = pipe.execute()
         if not deleted:
@@ -247,14 +247,14 @@ class ModelStore:
         answer when a client names no model, or a stable name."""
         pipe = self.redis.pipeline(transaction=False)
         for kind in default_kinds:
-            pipe.zrevrange(f"models:kind:{kind}", 0, 0)
-        pipe.hvals(ALIASES_KEY)
+            pipe.zrevrange(models_by_kind(kind), 0, 0)
+        pipe.hvals(MODELS_ALIASES)
         *newest, aliased = pipe.execute()
         return {ids[0] for ids in newest if ids} | set(aliased)
 
     def aliases(self) -> dict[str, str]:
         """Every alias and the model id it names."""
-        return self.redis.hgetall(ALIASES_KEY)
+        return self.redis.hgetall(MODELS_ALIASES)
 
     def _with_aliases(self, records: list[ModelRecord]) -> list[ModelRecord]:
         by_model: dict[str, list[str]] = {}
@@ -301,10 +301,6 @@ def found_model(raw: list[str], reference: str) -> ModelRecord:
             f"or by an alias; list both with GET /models."
         )
     return _decode(dict(zip(raw[::2], raw[1::2], strict=True)))
-
-
-def _model_key(model_id: str) -> str:
-    return f"model:{model_id}"
 
 
 def _not_found_message(model_id: str) -> str:

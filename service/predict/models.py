@@ -26,7 +26,6 @@ from service.jobs.store import JobStore
 from service.models.store import (
     DIGIT_KINDS,
     FIND_MODEL_SCRIPT,
-    MODELS_CHANGED_CHANNEL,
     ModelRecord,
     ModelStore,
     find_by_reference,
@@ -34,6 +33,7 @@ from service.models.store import (
     found_model,
 )
 from service.predict.batching import MicroBatcher, Outputs
+from service.redis_keys import MODELS_CHANGED_CHANNEL
 
 logger = logging.getLogger(__name__)
 
