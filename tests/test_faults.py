@@ -134,8 +134,8 @@ def test_a_redis_restart_mid_training_loses_neither_the_job_nor_an_epoch(tmp_pat
         epochs = 16  # about 0.8 s each on 2 CPU cores: training outlasts the outage
         job = stack.submit("mlp", hidden_units=[32], epochs=epochs, train_limit=12000,
                            test_limit=200, batch_size=32, seed=0)  # fmt: skip
-        stack.wait_for_job(job["id"], lambda job: (job["progress"] or {}).get("epoch"), 120,
-                           "to report its first epoch")  # fmt: skip
+        # Stopped mid-epoch: the job's progress shows a batch inside an epoch, not its end.
+        midway = stack.wait_for_job(job["id"], is_mid_epoch, 120, "to be in the middle of an epoch")
         redis.stop()
         time.sleep(REDIS_DOWN_SECONDS)
         redis.start()
@@ -152,11 +152,17 @@ def test_a_redis_restart_mid_training_loses_neither_the_job_nor_an_epoch(tmp_pat
         assert model.status_code == 200 and model.json()["job_id"] == job["id"]
         history = stack.client.get(f"/jobs/{job['id']}/history").json()
         assert [entry["epoch"] for entry in history] == list(range(1, epochs + 1))
+        assert midway["progress"]["epoch"] < epochs  # Redis stopped before the last epoch
     finally:
         if redis.process is None:
             redis.start()
         stack.stop()
         redis.stop()
+
+
+def is_mid_epoch(job: dict) -> bool:
+    progress = job["progress"] or {}
+    return 0 < progress.get("batch", 0) < progress.get("batches", 0)
 
 
 # The reconciler, quick for the tests: a pass every 0.5 s, a message missing for 1 s is lost.
