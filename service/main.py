@@ -151,6 +151,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         grace_seconds=settings.queued_grace_seconds,
         max_resends=settings.max_resends,
         period_seconds=settings.reconcile_seconds,
+        held_idle_seconds=settings.held_idle_seconds,
         after_pass=lambda: queue_default_models(app, settings),
     )
     background = [

@@ -155,6 +155,15 @@ class Settings(BaseSettings):
     max_resends: int = Field(
         3, ge=0, description="Messages sent again for one queued job before it is failed."
     )
+    held_idle_seconds: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "How long a live worker may hold job messages while running no job (its pool "
+            "stuck before starting them) before the reconciler treats them as lost and sends "
+            "them again; a job waiting behind one the worker runs is never affected."
+        ),
+    )
     job_stall_seconds: dict[str, float] = Field(
         default_factory=dict,
         description=(

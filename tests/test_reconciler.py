@@ -12,6 +12,7 @@ from service.jobs.store import JobStore
 from service.jobs.task_names import RUN_JOB_TASK
 from service.settings import Settings
 from service.worker.celery_app import create_celery_app
+from service.worker.registry import IdleHolding, publish_worker
 from tests.conftest import STORE_TEST_DB
 from tests.stack import redis_url, wait_for
 
@@ -141,3 +142,36 @@ def test_messages_it_cannot_read_skip_the_pass_saying_why(redis, celery, caplog)
 def test_the_pinned_serializer_is_json_without_compression(celery):
     assert celery.conf.task_serializer == "json" and celery.conf.task_compression is None
     assert list(celery.conf.accept_content) == ["json"]
+
+
+def test_jobs_a_live_worker_holds_while_running_none_are_sent_again_past_the_limit(redis, celery):
+    """A worker whose pool is stuck before starting its jobs (no watchdog sees them) holds
+    them for HELD_IDLE_SECONDS at most; jobs waiting behind one it runs are left alone."""
+    store = JobStore(redis, 10)
+    waiting, stuck = overdue_job(store), overdue_job(store)
+    publish_worker(redis, {"hostname": "busy@h", "holding": [waiting],
+                           "holding_idle_seconds": 0.0}, 60_000)  # fmt: skip
+    publish_worker(redis, {"hostname": "stuck@h", "holding": [stuck],
+                           "holding_idle_seconds": 29.0}, 60_000)  # fmt: skip
+    assert reconciler(redis, celery, held_idle_seconds=30.0).run_pass().resent == []
+
+    publish_worker(redis, {"hostname": "stuck@h", "holding": [stuck],
+                           "holding_idle_seconds": 30.0}, 60_000)  # fmt: skip
+    redis.delete(redis_keys.RECONCILER_LOCK)  # the next period
+    assert reconciler(redis, celery, held_idle_seconds=30.0).run_pass().resent == [stuck]
+    assert redis.llen(QUEUE) == 1
+
+
+def test_a_worker_counts_holding_idle_only_while_it_runs_nothing():
+    now = [0.0]
+    idle = IdleHolding(clock=lambda: now[0])
+    assert idle.seconds(holding=True, running=False) == 0.0
+    now[0] = 5.0
+    assert idle.seconds(holding=True, running=False) == 5.0
+    now[0] = 6.0
+    assert idle.seconds(holding=True, running=True) == 0.0  # it started one: not stuck
+    now[0] = 100.0
+    assert idle.seconds(holding=True, running=False) == 0.0  # counted from now again
+    now[0] = 103.0
+    assert idle.seconds(holding=True, running=False) == 3.0
+    assert idle.seconds(holding=False, running=False) == 0.0

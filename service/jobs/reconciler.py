@@ -8,8 +8,10 @@ again is counted by compare-and-set, so no two passes send one for the same coun
 - a queued job whose message is in no queue (the API crashed between storing and sending it,
   or the send failed), or is held unacknowledged by no live worker (a worker took it and died
   before starting it; each worker lists the jobs it holds in its liveness record), for longer
-  than QUEUED_GRACE_SECONDS is sent again: safe, as only a queued job can start. After
-  MAX_RESENDS messages it is failed, saying why;
+  than QUEUED_GRACE_SECONDS is sent again: safe, as only a queued job can start. A live
+  worker's jobs count as held only until it has held jobs while running none for
+  HELD_IDLE_SECONDS (its pool stuck before starting them). After MAX_RESENDS messages it is
+  failed, saying why;
 - then `after_pass` runs (the API queues default models missing again, service.bootstrap).
 
 It reads Celery's Redis transport as kombu lays it out: a list per queue (and per priority
@@ -72,6 +74,7 @@ class Reconciler:
         period_seconds: float,
         after_pass: Callable[[], Any] | None = None,
         batch: int = 500,
+        held_idle_seconds: float = 300.0,
     ) -> None:
         self.jobs = jobs
         self.redis = jobs.redis
@@ -82,6 +85,7 @@ class Reconciler:
         self.period_seconds = period_seconds
         self.after_pass = after_pass
         self.batch = batch  # overdue jobs looked at in one pass
+        self.held_idle_seconds = held_idle_seconds
         self._offset = 0
         self._token = uuid.uuid4().hex
         self._release = self.redis.register_script(_RELEASE_LOCK)
@@ -127,9 +131,7 @@ class Reconciler:
         overdue = self._overdue(now)
         if not overdue:
             return
-        held = {
-            job_id for worker in live_workers(self.redis) for job_id in worker.get("holding", [])
-        }
+        held = self._held()
         # Counts first: when there are as many messages as queued jobs, none is missing.
         queued_index = redis_keys.jobs_by_status(JobStatus.QUEUED)
         held_ids = sorted(held)
@@ -158,6 +160,25 @@ class Reconciler:
                 continue  # just taken: its worker has not listed it yet
             if not self._send_again(job_id, resends, tag, done):
                 break  # the broker refuses messages now: the next pass tries again
+
+    def _held(self) -> set[str]:
+        """Ids of the jobs live workers hold, but for workers that have held jobs while running
+        none for HELD_IDLE_SECONDS: their pool is stuck before starting them, and those jobs
+        are sent again like lost ones (the stuck worker may still start its copy: only a queued
+        job starts, so it runs once)."""
+        held = set()
+        for worker in live_workers(self.redis):
+            idle = float(worker.get("holding_idle_seconds") or 0)
+            if idle < self.held_idle_seconds:
+                held.update(worker.get("holding", []))
+            else:
+                logger.warning(
+                    "Worker %s has held jobs %s for %.0f s without running any "
+                    "(HELD_IDLE_SECONDS=%g); they are treated as not held.",
+                    worker.get("hostname"), worker.get("holding", []), idle,
+                    self.held_idle_seconds,
+                )  # fmt: skip
+        return held
 
     def _overdue(self, now: float) -> dict[str, int]:
         """Job id -> messages sent again, of at most `batch` jobs queued (or last sent) longer

@@ -28,7 +28,7 @@ from redis import Redis
 from service.jobs.store import JobStore
 from service.jobs.task_names import RUN_JOB_TASK
 from service.settings import get_settings
-from service.worker.registry import publish_worker, withdraw_worker
+from service.worker.registry import IdleHolding, publish_worker, withdraw_worker
 from service.worker.watchdog import Watchdog, create_progress_dir, remove_progress_dir
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ class WorkerPresence:
             "started_at": time.time(),
             "gpus": None,  # filled in once the probe answers
         }
+        self._idle_holding = IdleHolding()
         self._leaving = threading.Event()
         self._beats = threading.Thread(target=self._beat, name="worker-presence", daemon=True)
         self._probe = threading.Thread(target=self._probe_gpus, name="gpu-probe", daemon=True)
@@ -129,7 +130,12 @@ class WorkerPresence:
                     # Checked live so /health can show the parent never imported TensorFlow.
                     self.info["tensorflow_in_parent"] = "tensorflow" in sys.modules
                     # Jobs whose messages it holds, started or not (read by the reconciler).
-                    self.info["holding"] = held_job_ids()
+                    self.info["holding"] = held = held_job_ids()
+                    # Held while its pool runs nothing: stuck before starting them (reconciler).
+                    idle = self._idle_holding.seconds(
+                        bool(held), bool(worker_state.active_requests)
+                    )
+                    self.info["holding_idle_seconds"] = round(idle, 1)
                     publish_worker(self.redis, self.info, self.ttl_ms)
                 jobs = running_jobs()
                 for job_id, _ in jobs:

@@ -1,12 +1,15 @@
 """Liveness records of workers in Redis: written by each worker, read by `GET /health`.
 
 - `workers:{hostname}`: the worker's record (JSON), expiring unless refreshed; it lists the jobs
-  whose messages the worker holds (`holding`), which the reconciler reads;
+  whose messages the worker holds (`holding`) and for how long it has held some while running
+  none (`holding_idle_seconds`, see `IdleHolding`), which the reconciler reads;
 - `workers:live`: a sorted set of hostnames by when their record expires, so that reading the
   live workers costs O(workers), whatever else Redis holds (no SCAN).
 """
 
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 from redis import Redis
@@ -49,3 +52,25 @@ def live_workers(redis: Redis) -> list[dict[str, Any]]:
     hostnames = redis.eval(LIVE_SCRIPT, 1, LIVE_WORKERS_KEY)
     values = redis.mget([worker_key(name) for name in hostnames]) if hostnames else []
     return [json.loads(value) for value in values if value]
+
+
+class IdleHolding:
+    """Seconds a worker has held job messages while running no job, by its monotonic clock.
+
+    A job waits in a worker's hands only behind one it runs (bounded by the stall and time
+    limits); holding jobs and running none for long means its pool is stuck before starting
+    them (a child stopped or hung before it accepted its job), which no watchdog sees.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._since: float | None = None
+
+    def seconds(self, holding: bool, running: bool) -> float:
+        if not holding or running:
+            self._since = None
+            return 0.0
+        now = self.clock()
+        if self._since is None:
+            self._since = now
+        return now - self._since
