@@ -4,6 +4,7 @@ count, bounded work per pass, and no resend of messages it cannot read."""
 import time
 
 import pytest
+from kombu.exceptions import OperationalError
 from redis import Redis
 
 from service import redis_keys
@@ -11,6 +12,9 @@ from service.jobs.reconciler import Pass, Reconciler
 from service.jobs.store import JobStore
 from service.jobs.task_names import RUN_JOB_TASK
 from service.settings import Settings
+from service.sweeps.runs import submit_sweep_once
+from service.sweeps.schemas import SweepSubmission
+from service.sweeps.store import SweepStore
 from service.worker.celery_app import create_celery_app
 from service.worker.registry import IdleHolding, publish_worker
 from tests.conftest import STORE_TEST_DB
@@ -175,3 +179,50 @@ def test_a_worker_counts_holding_idle_only_while_it_runs_nothing():
     now[0] = 103.0
     assert idle.seconds(holding=True, running=False) == 3.0
     assert idle.seconds(holding=False, running=False) == 0.0
+
+
+class RefusingAfter:
+    """A Celery app whose broker takes the first `accepted` messages, then refuses the rest."""
+
+    def __init__(self, celery, accepted: int) -> None:
+        self.celery, self.accepted, self.refused = celery, accepted, 0
+
+    def send_task(self, *args, **kwargs):
+        if self.accepted == 0:
+            self.refused += 1
+            raise OperationalError("the broker refuses the message (as in the test)")
+        self.accepted -= 1
+        return self.celery.send_task(*args, **kwargs)
+
+
+def test_a_sweep_whose_queueing_fails_midway_leaves_no_orphans_and_a_retry_gives_one(redis, celery):
+    store, sweeps = JobStore(redis, 10), SweepStore(redis)
+    submission = SweepSubmission.model_validate(
+        {"base": {"kind": "backprop", "params": {"steps": 1}},
+         "grid": {"activation": ["relu", "tanh", "sigmoid"]}}
+    )  # fmt: skip
+    refusing = RefusingAfter(celery, accepted=1)  # the first send succeeds, the second fails
+    sweep, created = submit_sweep_once(
+        store, sweeps, refusing, QUEUE, submission, idempotency_key="sweep-1"
+    )
+    job_ids = [job.job_id for job in sweep.jobs]
+    assert created and len(job_ids) == 3 and refusing.refused == 1
+    # Every job stored belongs to the sweep, and is queued; one message was sent.
+    assert set(redis.zrange(redis_keys.JOBS_ALL, 0, -1)) == set(job_ids)
+    assert {redis.hget(redis_keys.job_key(job_id), "status") for job_id in job_ids} == {"queued"}
+    assert redis.llen(QUEUE) == 1
+
+    again, created = submit_sweep_once(
+        store, sweeps, celery, QUEUE, submission, idempotency_key="sweep-1"
+    )
+    assert not created and again.id == sweep.id
+    assert redis.zcard(redis_keys.SWEEPS_ALL) == 1 and redis.zcard(redis_keys.JOBS_ALL) == 3
+    assert redis.llen(QUEUE) == 1  # the retry sent nothing
+
+    # Past the grace, the reconciler sends the two refused messages, not the first again.
+    for job_id in job_ids:
+        created_at = time.time() - 100
+        redis.hset(redis_keys.job_key(job_id), "created_at", repr(created_at))
+        redis.zadd(redis_keys.jobs_by_status("queued"), {job_id: created_at})
+    assert sorted(reconciler(redis, celery).run_pass().resent) == sorted(job_ids[1:])
+    assert redis.llen(QUEUE) == 3
