@@ -8,7 +8,7 @@ from kombu.exceptions import OperationalError
 from redis import Redis
 
 from service import redis_keys
-from service.jobs.reconciler import Pass, Reconciler
+from service.jobs.reconciler import READ_QUEUE_EVERY, Pass, Reconciler
 from service.jobs.store import JobStore
 from service.jobs.task_names import RUN_JOB_TASK
 from service.settings import Settings
@@ -125,6 +125,19 @@ def test_with_a_message_for_every_queued_job_the_queue_is_not_read(redis, celery
     done = Pass()
     passes._requeue(done)
     assert done.resent == [] and redis.llen(QUEUE) == 3
+
+
+def test_a_cancelled_jobs_message_cannot_hide_a_lost_job_for_long(redis, celery):
+    """The counts match (one queued job, one message) but the message is a cancelled job's:
+    the queue is read every READ_QUEUE_EVERY passes and the lost job sent again."""
+    passes = reconciler(redis, celery)
+    cancelled, lost = overdue_job(passes.jobs), overdue_job(passes.jobs)
+    send(celery, cancelled)
+    passes.jobs.request_cancel(cancelled)  # queued: cancelled at once, its message stays
+    done = Pass()
+    for _ in range(READ_QUEUE_EVERY):
+        passes._requeue(done)
+    assert done.resent == [lost]
 
 
 def test_messages_it_cannot_read_skip_the_pass_saying_why(redis, celery, caplog):

@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 UNACKED_KEY, UNACKED_INDEX_KEY = redis_keys.CELERY_UNACKED, redis_keys.CELERY_UNACKED_INDEX
 PAGE = 1000  # messages read from Redis at once
 LOCK_SECONDS = 60.0  # the longest a pass holds the lock (a process that died in it)
+# The counts can say no message is missing when one is (a cancelled job's message still in
+# the queue stands for a lost one's): every this many passes, the queue is read anyway.
+READ_QUEUE_EVERY = 6
 
 # KEYS: the lock; ARGV: the owner's token, ms to keep it (<= 0: delete it). Only its owner's.
 _RELEASE_LOCK = """
@@ -87,6 +90,7 @@ class Reconciler:
         self.batch = batch  # overdue jobs looked at in one pass
         self.held_idle_seconds = held_idle_seconds
         self._offset = 0
+        self._passes = 0
         self._token = uuid.uuid4().hex
         self._release = self.redis.register_script(_RELEASE_LOCK)
 
@@ -126,7 +130,8 @@ class Reconciler:
     def _requeue(self, done: Pass) -> None:
         """Send again the messages of overdue queued jobs, looking at most at `batch` of them a
         pass (the next ones at the next pass), and reading the queue only when the counts say
-        a message may be missing: a backlog of any size costs a pass little."""
+        a message may be missing, or every READ_QUEUE_EVERY passes (the counts can be fooled): a
+        backlog of any size costs most passes little."""
         now = time.time()
         overdue = self._overdue(now)
         if not overdue:
@@ -146,7 +151,8 @@ class Reconciler:
         steps = len(PRIORITY_STEPS)
         lengths, (queued, unacked) = replies[:steps], replies[steps : steps + 2]
         held_queued = sum(score is not None for score in replies[steps + 2 :])
-        if queued <= sum(lengths) + held_queued:
+        self._passes += 1
+        if queued <= sum(lengths) + held_queued and self._passes % READ_QUEUE_EVERY:
             return  # a message waits, or a live worker holds one, for every queued job
         messages = self._messages(set(overdue), lengths, unacked)
         if messages is None:
