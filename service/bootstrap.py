@@ -38,7 +38,7 @@ def queue_missing_models(
     celery_app: Celery,
     queue: str,
     overrides: dict[str, Any],
-    attempts: int = 3,
+    attempts: int,
 ) -> list[JobRecord]:
     """Queue a training job for each default model kind that has no model and no job training
     one, once the model it starts from exists; `overrides` are merged into each preset's params

@@ -38,7 +38,8 @@ def celery():
 
 
 def reconciler(redis: Redis, celery, **options) -> Reconciler:
-    settings = {"grace_seconds": 1.0, "max_resends": 3, "period_seconds": 0.5, **options}
+    settings = {"grace_seconds": 1.0, "max_resends": 3, "period_seconds": 0.5,
+                "held_idle_seconds": Settings().held_idle_seconds, **options}  # fmt: skip
     return Reconciler(JobStore(redis, 10), celery, QUEUE, **settings)
 
 

@@ -1,7 +1,6 @@
 """The training reporter of the worker's child through a Redis outage, on a Redis of the test's
 own stopped and started again: training goes on, nothing reported is lost or written twice."""
 
-import os
 import threading
 import time
 import uuid
@@ -10,6 +9,7 @@ import pytest
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from service.jobs.params import MlpParams
 from service.jobs.schemas import JobStatus
 from service.jobs.store import JobStore, ModelEntry
 from service.models.store import ModelStore
@@ -157,15 +157,19 @@ def test_an_outcome_waits_for_redis_after_every_entry_and_the_clock_ticks_meanwh
     redis.close()
 
 
-def test_a_job_keeps_its_prepared_images_on_the_artifacts_volume(own_redis, tmp_path, monkeypatch):
+def test_a_job_keeps_its_prepared_images_on_the_artifacts_volume(
+    own_redis, tmp_path, monkeypatch, mnist_path
+):
     monkeypatch.setenv("PREPARED_CACHE_DIR", "restored after the test")
     monkeypatch.delenv("PREPARED_CACHE_DIR")
     redis = Redis.from_url(own_redis.url, decode_responses=True, socket_connect_timeout=1)
     store = JobStore(redis, heartbeat_ttl_seconds=10)
     models = ModelStore(redis, tmp_path)
-    record = store.start(store.create("backprop", {"steps": 1}).id, hostname="w@h", pid=1)
-    settings = Settings(redis_url=own_redis.url, artifacts_dir=tmp_path)
+    params = MlpParams(hidden_units=[8], epochs=1, train_limit=100, test_limit=50, seed=0)
+    record = store.start(store.create("mlp", params.model_dump()).id, hostname="w@h", pid=1)
+    settings = Settings(redis_url=own_redis.url, artifacts_dir=tmp_path, mnist_path=mnist_path)
     _run_started(record.id, record, settings, store, models, StoreReporter(store, record.id))
     assert store.get(record.id).status == JobStatus.SUCCEEDED
-    assert os.environ["PREPARED_CACHE_DIR"] == str(tmp_path / "cache" / "prepared")
+    # The job's prepared training and test images were cached there.
+    assert len(list((tmp_path / "cache" / "prepared").glob("*.npy"))) == 2
     redis.close()

@@ -8,11 +8,12 @@ import hmac
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 from redis import Redis
 
 from service.errors import ForbiddenError, UnauthorizedError
 from service.gates import Gate
+from service.jobs.idempotency import MAX_KEY_LENGTH
 from service.jobs.store import JobStore
 from service.models.store import ModelStore
 from service.predict.models import ModelCache, ModelResolver
@@ -104,3 +105,16 @@ Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")
 
 WriteAccess = Depends(require_write_token)
 ReadAccess = Depends(require_read_token)
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        description=(
+            "Any string unique to this request (a UUID): repeating the request with the same "
+            "key within 24 hours returns what the first one created, and creates nothing."
+        ),
+    ),
+]

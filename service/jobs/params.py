@@ -9,6 +9,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from training.activation_names import HIDDEN_ACTIVATIONS
+from training.batch_sizes import fit_examples
 
 MAX_BACKPROP_STEPS = 100_000
 MAX_EPOCHS = 200
@@ -70,7 +71,8 @@ class MnistParams(TrainingParams):
 
     @model_validator(mode="after")
     def _leaves_examples_to_train_on(self) -> Self:
-        if self.train_limit is not None and int(self.train_limit * (1 - self.validation_split)) < 1:
+        limit, split = self.train_limit, self.validation_split
+        if limit is not None and fit_examples(limit, split) < 1:
             raise ValueError(
                 f"train_limit={self.train_limit} with validation_split={self.validation_split} "
                 "leaves no example to train on; raise train_limit or lower validation_split."

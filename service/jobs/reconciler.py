@@ -42,7 +42,6 @@ from service.worker.registry import live_workers
 
 logger = logging.getLogger(__name__)
 
-UNACKED_KEY, UNACKED_INDEX_KEY = redis_keys.CELERY_UNACKED, redis_keys.CELERY_UNACKED_INDEX
 PAGE = 1000  # messages read from Redis at once
 LOCK_SECONDS = 60.0  # the longest a pass holds the lock (a process that died in it)
 # The counts can say no message is missing when one is (a cancelled job's message still in
@@ -75,9 +74,9 @@ class Reconciler:
         grace_seconds: float,
         max_resends: int,
         period_seconds: float,
+        held_idle_seconds: float,
         after_pass: Callable[[], Any] | None = None,
         batch: int = 500,
-        held_idle_seconds: float = 300.0,
     ) -> None:
         self.jobs = jobs
         self.redis = jobs.redis
@@ -144,7 +143,7 @@ class Reconciler:
         for name in self._queue_lists():
             pipe.llen(name)
         pipe.zcard(queued_index)
-        pipe.hlen(UNACKED_KEY)
+        pipe.hlen(redis_keys.CELERY_UNACKED)
         for job_id in held_ids:
             pipe.zscore(queued_index, job_id)
         replies = pipe.execute()
@@ -222,8 +221,8 @@ class Reconciler:
             return True  # it started or was cancelled meanwhile, or another pass sent it
         if tag is not None:  # a dead worker's; a live one acknowledging it later is harmless
             pipe = self.redis.pipeline(transaction=True)
-            pipe.hdel(UNACKED_KEY, tag)
-            pipe.zrem(UNACKED_INDEX_KEY, tag)
+            pipe.hdel(redis_keys.CELERY_UNACKED, tag)
+            pipe.zrem(redis_keys.CELERY_UNACKED_INDEX, tag)
             pipe.execute()
         try:
             self.celery.send_task(RUN_JOB_TASK, args=[job_id], queue=self.queue)
@@ -254,9 +253,9 @@ class Reconciler:
                     decoded += job_id is not None
                     if job_id in wanted:
                         waiting.add(job_id)
-        taken_at = dict(self.redis.zrange(UNACKED_INDEX_KEY, 0, -1, withscores=True))
+        taken_at = dict(self.redis.zrange(redis_keys.CELERY_UNACKED_INDEX, 0, -1, withscores=True))
         taken = {}
-        for tag, raw in self.redis.hscan_iter(UNACKED_KEY, count=PAGE):
+        for tag, raw in self.redis.hscan_iter(redis_keys.CELERY_UNACKED, count=PAGE):
             entry = _loads(raw)
             job_id = _job_id(entry[0] if isinstance(entry, list) and entry else None)
             decoded += job_id is not None

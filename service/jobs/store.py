@@ -104,9 +104,9 @@ class JobStore:
     def new_id() -> str:
         return uuid.uuid4().hex
 
-    def create(self, kind: str, params: dict[str, Any], job_id: str | None = None) -> JobRecord:
+    def create(self, kind: str, params: dict[str, Any]) -> JobRecord:
         """Store a new queued job and return its record."""
-        job_id = job_id or self.new_id()
+        job_id = self.new_id()
         pipe = self.redis.pipeline(transaction=True)
         self.add_create(pipe, job_id, kind, params, time.time())
         pipe.execute()
@@ -318,9 +318,13 @@ class JobStore:
         uptime = self.redis.info("server").get("uptime_in_seconds", 0)
         if uptime < self.heartbeat_ttl_seconds + 1:
             return []
+        running = self.ids_with_status(JobStatus.RUNNING)
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in running:
+            pipe.exists(redis_keys.job_heartbeat_key(job_id))
         lost = []
-        for job_id in self.ids_with_status(JobStatus.RUNNING):
-            if self.redis.exists(redis_keys.job_heartbeat_key(job_id)):
+        for job_id, alive in zip(running, pipe.execute(), strict=True):
+            if alive:
                 continue
             error = (
                 "The worker running this job stopped responding (no heartbeat for "

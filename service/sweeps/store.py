@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -24,20 +23,6 @@ class SweepStore:
     @staticmethod
     def new_id() -> str:
         return uuid.uuid4().hex
-
-    def create(
-        self,
-        sweep_id: str,
-        kind: str,
-        base_params: dict[str, Any],
-        grid: dict[str, list[Any]],
-        replicates: int,
-        jobs: list[SweepJob],
-    ) -> SweepRecord:
-        pipe = self.redis.pipeline(transaction=True)
-        self.add_create(pipe, sweep_id, kind, base_params, grid, replicates, jobs, time.time())
-        pipe.execute()
-        return self.get(sweep_id)
 
     @staticmethod
     def add_create(

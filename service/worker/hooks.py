@@ -71,11 +71,6 @@ def held_job_ids() -> list[str]:
     ]
 
 
-def running_job_ids() -> list[str]:
-    """Ids of the jobs this worker's pool is running now."""
-    return [job_id for job_id, _ in running_jobs()]
-
-
 class WorkerPresence:
     """Keeps `workers:{hostname}` and the heartbeats of this worker's running jobs alive."""
 

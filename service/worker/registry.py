@@ -16,9 +16,6 @@ from redis import Redis
 
 from service.redis_keys import LIVE_WORKERS, worker_key
 
-LIVE_WORKERS_KEY = LIVE_WORKERS
-
-
 # Both by Redis' own clock (TIME), so workers and API processes whose clocks differ agree.
 PUBLISH_SCRIPT = """
 local now = redis.call('TIME')
@@ -36,20 +33,20 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 def publish_worker(redis: Redis, info: dict[str, Any], ttl_ms: int) -> None:
     """Write (or refresh) a worker's record, valid for `ttl_ms`."""
     hostname = info["hostname"]
-    redis.eval(PUBLISH_SCRIPT, 2, worker_key(hostname), LIVE_WORKERS_KEY,
+    redis.eval(PUBLISH_SCRIPT, 2, worker_key(hostname), LIVE_WORKERS,
                hostname, json.dumps(info), ttl_ms)  # fmt: skip
 
 
 def withdraw_worker(redis: Redis, hostname: str) -> None:
     pipe = redis.pipeline(transaction=True)
     pipe.delete(worker_key(hostname))
-    pipe.zrem(LIVE_WORKERS_KEY, hostname)
+    pipe.zrem(LIVE_WORKERS, hostname)
     pipe.execute()
 
 
 def live_workers(redis: Redis) -> list[dict[str, Any]]:
     """The records of every worker whose liveness record has not expired."""
-    hostnames = redis.eval(LIVE_SCRIPT, 1, LIVE_WORKERS_KEY)
+    hostnames = redis.eval(LIVE_SCRIPT, 1, LIVE_WORKERS)
     values = redis.mget([worker_key(name) for name in hostnames]) if hostnames else []
     return [json.loads(value) for value in values if value]
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from service.jobs.kinds import JOB_KINDS
-from service.jobs.schemas import JobStatus
+from service.jobs.schemas import FINISHED_STATUSES, JobStatus
 from service.jobs.store import JobStore
 
 logger = logging.getLogger(__name__)
@@ -115,9 +115,6 @@ class _Seen:
     ended_at: float | None = None
 
 
-_ENDED = {status.value for status in JobStatus if status.is_finished}
-
-
 class Watchdog:
     """The parent's side: ends and kills stalled jobs, cancelled jobs that do not stop, and the
     processes of jobs that ended elsewhere."""
@@ -155,7 +152,7 @@ class Watchdog:
         status, kind, cancel_requested = self.jobs.get_raw(
             job_id, "status", "kind", "cancel_requested"
         )
-        if status is None or status in _ENDED:
+        if status is None or status in FINISHED_STATUSES:
             # Ended elsewhere (or deleted since): its child stops at its next step, else it is
             # killed after the grace, so that it does not hold the worker for hours.
             seen.ended_at = seen.ended_at if seen.ended_at is not None else now

@@ -2,10 +2,11 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from service.api.deps import (
     CeleryDep,
+    IdempotencyKey,
     JobStoreDep,
     Limit,
     ModelStoreDep,
@@ -14,25 +15,11 @@ from service.api.deps import (
     WriteAccess,
 )
 from service.api.errors import ERROR_RESPONSES
-from service.jobs.idempotency import MAX_KEY_LENGTH
 from service.jobs.kinds import JOB_KINDS, get_kind
 from service.jobs.queue import submit_job_once
 from service.jobs.schemas import JobKindInfo, JobPage, JobRecord, JobStatus, JobSubmission
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=MAX_KEY_LENGTH,
-        description=(
-            "Any string unique to this request (a UUID): repeating the request with the same "
-            "key within 24 hours returns what the first one created, and creates nothing."
-        ),
-    ),
-]
 
 
 @router.post(

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Response, status
 
 from service.api.deps import (
     CeleryDep,
+    IdempotencyKey,
     JobStoreDep,
     Limit,
     ModelStoreDep,
@@ -13,7 +14,6 @@ from service.api.deps import (
     WriteAccess,
 )
 from service.api.errors import ERROR_RESPONSES
-from service.api.routes.jobs import IdempotencyKey
 from service.sweeps.runs import cancel_sweep, submit_sweep_once, summarize
 from service.sweeps.schemas import SweepPage, SweepRecord, SweepSubmission
 
