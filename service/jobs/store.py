@@ -38,6 +38,7 @@ from service import redis_keys
 from service.errors import ConflictError, NotFoundError
 from service.jobs.lifecycle import ENDINGS, REFRESH_HEARTBEAT_SCRIPT, TRANSITION_SCRIPT
 from service.jobs.schemas import FINISHED_STATUSES, JobRecord, JobStatus
+from service.models.store import model_fields
 from service.redis_pages import newest_first
 
 # KEYS: the job's hash, then its other keys. Returns false for an unknown job, else
@@ -375,20 +376,10 @@ class JobStore:
 
 def _model_registration(job_id: str, model: ModelEntry, now: float) -> dict[str, Any]:
     """The model's record as `service.models.store.ModelStore.register` writes it."""
-    return {
-        "id": model.id,
-        "kind": model.kind,
-        "created_at": repr(now),
-        "fields": {
-            "id": model.id,
-            "kind": model.kind,
-            "job_id": job_id,
-            "params": json.dumps(model.params),
-            "metrics": json.dumps(model.metrics),
-            "files": json.dumps(model.files),
-            "created_at": repr(now),
-        },
-    }
+    fields = model_fields(
+        model.id, model.kind, job_id, model.params, model.metrics, model.files, now
+    )
+    return {"id": model.id, "kind": model.kind, "created_at": repr(now), "fields": fields}
 
 
 def _known_form(job_id: str) -> str:

@@ -97,6 +97,28 @@ class InvalidAliasError(ServiceError):
     code = "invalid_alias"
 
 
+def model_fields(
+    model_id: str,
+    kind: str,
+    job_id: str,
+    params: dict[str, Any],
+    metrics: dict[str, Any],
+    files: dict[str, str],
+    created_at: float,
+) -> dict[str, str]:
+    """A model's record as stored in its hash (`ModelStore.register`, and a job's success,
+    which registers its model in the same step)."""
+    return {
+        "id": model_id,
+        "kind": kind,
+        "job_id": job_id,
+        "params": json.dumps(params),
+        "metrics": json.dumps(metrics),
+        "files": json.dumps(files),
+        "created_at": repr(created_at),
+    }
+
+
 class ModelStore:
     def __init__(self, redis: Redis, artifacts_dir: Path) -> None:
         self.redis = redis
@@ -125,15 +147,7 @@ class ModelStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(
             model_key(model_id),
-            mapping={
-                "id": model_id,
-                "kind": kind,
-                "job_id": job_id,
-                "params": json.dumps(params),
-                "metrics": json.dumps(metrics),
-                "files": json.dumps(files),
-                "created_at": repr(now),
-            },
+            mapping=model_fields(model_id, kind, job_id, params, metrics, files, now),
         )
         pipe.zadd(redis_keys.MODELS_ALL, {model_id: now})
         pipe.zadd(models_by_kind(kind), {model_id: now})
