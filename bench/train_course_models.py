@@ -14,7 +14,6 @@ both) and the table gives the median of each; `--train-limit` trains on the firs
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import sys
@@ -32,7 +31,6 @@ import keras
 
 from bench.results import write_results
 from training import calculator, cnn, mlp
-from training.batch_sizes import default_batch_size, fit_examples
 from training.data.prepared import load_prepared_mnist
 from training.keras_training import make_optimizer
 from training.progress import RecordingReporter
@@ -78,19 +76,14 @@ def mlp_case(epochs: int, train_limit: int | None) -> Case:
 
 
 def cnn_case(epochs: int, train_limit: int | None) -> Case:
-    strength = cnn.augmentation_strength(epochs)
+    distorted_fraction, shift = cnn.augmentation_for(epochs, augment=True)
 
     def bare(mnist_path: str | None) -> float:
         train, _ = load_prepared_mnist(
-            mnist_path,
-            train_limit=train_limit,
-            augment_fraction=cnn.AUGMENT_FRACTION * strength,
-            seed=0,
+            mnist_path, train_limit=train_limit, augment_fraction=distorted_fraction, seed=0
         )  # the same images as the job's
-        examples = fit_examples(len(train.labels), 0.1)
-        batch_size = default_batch_size(examples)
-        steps = epochs * math.ceil(examples / batch_size)
-        model = cnn.build_mnist_cnn(augment=strength > 0, shift=cnn.MAX_SHIFT * strength)
+        batch_size, steps = cnn.batches_for(None, epochs, len(train.labels), 0.1)
+        model = cnn.build_mnist_cnn(augment=shift > 0, shift=shift)
         schedule = keras.optimizers.schedules.CosineDecay(0.002, decay_steps=steps)
         model.compile(
             optimizer=keras.optimizers.Adam(schedule),

@@ -34,6 +34,22 @@ def augmentation_strength(epochs: int) -> float:
     return (epochs - 1) / epochs
 
 
+def augmentation_for(epochs: int, augment: bool) -> tuple[float, float]:
+    """(share of training images distorted, largest shift as a share of the image's size)."""
+    strength = augmentation_strength(epochs) if augment else 0.0
+    return AUGMENT_FRACTION * strength, MAX_SHIFT * strength
+
+
+def batches_for(
+    batch_size: int | None, epochs: int, train_count: int, validation_split: float
+) -> tuple[int, int]:
+    """(batch size, optimizer steps of the whole run): `batch_size`, or the default for the
+    examples fit trains on."""
+    examples = fit_examples(train_count, validation_split)
+    batch_size = batch_size or default_batch_size(examples)
+    return batch_size, epochs * math.ceil(examples / batch_size)
+
+
 def build_mnist_cnn(
     conv_filters: Sequence[int] = DEFAULT_CONV_FILTERS,
     dense_units: int = 128,
@@ -94,20 +110,16 @@ def train_cnn(
     128 or less on small training sets (`default_batch_size`). The result says what was used.
     """
     run_facts = prepare_run(seed, mixed_precision)
-    strength = augmentation_strength(epochs) if augment else 0.0
+    distorted_fraction, shift = augmentation_for(epochs, augment)
     train, test = load_prepared_mnist(
         mnist_path,
         train_limit=train_limit,
         test_limit=test_limit,
-        augment_fraction=AUGMENT_FRACTION * strength,
+        augment_fraction=distorted_fraction,
         seed=seed,
     )
-    examples = fit_examples(len(train.labels), validation_split)
-    batch_size = batch_size or default_batch_size(examples)
-    total_steps = epochs * math.ceil(examples / batch_size)
-    model = build_mnist_cnn(
-        conv_filters, dense_units, dropout_rate, augment=strength > 0, shift=MAX_SHIFT * strength
-    )
+    batch_size, total_steps = batches_for(batch_size, epochs, len(train.labels), validation_split)
+    model = build_mnist_cnn(conv_filters, dense_units, dropout_rate, augment=shift > 0, shift=shift)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total_steps)
     result = fit_classifier(
         model,
@@ -122,7 +134,7 @@ def train_cnn(
     )
     result.update(
         batch_size_used=batch_size,
-        distorted_fraction=AUGMENT_FRACTION * strength,
-        max_shift_pixels=MAX_SHIFT * strength * 28,
+        distorted_fraction=distorted_fraction,
+        max_shift_pixels=shift * 28,
     )
     return finish_run(model, result, run_facts, model_dir)
