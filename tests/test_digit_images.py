@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tests.photo_like import decode_gray, encode, photo_of_digit
+from training import digit_images
 from training.digit_images import MNIST_STROKE_RANGE, NoDigitFound, stroke_width, to_mnist
 
 
@@ -88,6 +89,21 @@ def test_any_pen_ends_up_with_mnists_stroke_width(pen):
     width = stroke_width((prepared > 127).astype(np.uint8))
     # Within MNIST's own range (10th to 90th percentile), allowing for the final downscale.
     assert MNIST_STROKE_RANGE[0] - 0.3 <= width <= MNIST_STROKE_RANGE[1] + 0.3, width
+
+
+@pytest.mark.parametrize("pen", [1, 3, 150])
+def test_a_large_pen_adjustment_matches_the_grey_pen(pen, monkeypatch):
+    """Strokes far from MNIST's width at the crop's scale are adjusted with an octagonal pen
+    (its cost grows with its radius, a round pen's with its area); the digit comes out as a
+    round pen makes it (each pen here needs a radius of tens of pixels)."""
+    page = np.full((2000, 2000), 235, np.uint8)
+    cv2.polylines(page, [np.array([[60, 60], [1940, 60], [900, 1940]], np.int32)], False, 40, pen)
+    cv2.circle(page, (1000, 900), 500, 40, pen)
+    by_octagon = to_mnist(page).image
+    monkeypatch.setattr(digit_images, "GREY_PEN_RADIUS", 10_000)
+    by_round_pen = to_mnist(page).image
+    assert similarity(by_octagon, by_round_pen) > 0.98
+    assert abs(float(by_octagon.sum()) / float(by_round_pen.sum()) - 1) < 0.05
 
 
 def test_specks_and_a_dark_paper_edge_are_ignored(digits):
