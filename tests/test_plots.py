@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 
 from service.plots import figures
+from service.plots.graph_layout import Edge, layout_graph, segments_crossing_boxes
 from service.plots.png import to_png
 from tests.conftest import STACK_DB
 from tests.photo_like import encode
@@ -74,19 +76,120 @@ def test_the_history_figure_says_what_and_which_job(stack, mlp_job):
         assert len(axis.get_lines()[0].get_xdata()) == len(history)
 
 
-def test_a_backprop_job_has_a_graph_and_no_history(stack):
+@pytest.fixture(scope="module")
+def backprop_job(stack):
     job = stack.wait_until_finished(stack.submit("backprop", steps=3)["id"])
+    assert job["status"] == "succeeded", job["error"]
+    return job
+
+
+def test_a_backprop_job_has_a_graph_and_no_history(stack, backprop_job):
+    job = backprop_job
     get_png(stack, f"/jobs/{job['id']}/plots/graph.png")
     nodes = job["result"]["nodes"]
     figure = figures.compute_graph(job["id"], nodes)
-    drawn = [text.get_text() for text in figure.axes[0].texts if text.get_text()]  # not arrows
+    drawn = [text.get_text() for text in figure.axes[0].texts]
     assert len(drawn) == len(nodes)
-    assert all(text.startswith(node["name"]) for text, node in zip(drawn, nodes, strict=True))
+    for text, node in zip(drawn, nodes, strict=True):
+        name, _, value, grad = text.split("\n")
+        assert (name, value, grad) == (node["name"], f"value {node['value']:.4g}",
+                                       f"grad {node['grad']:.4g}")  # fmt: skip
     history = stack.client.get(f"/jobs/{job['id']}/plots/history.png")
     assert history.status_code == 422
     assert "graph.png" in history.json()["detail"]
     confusion = stack.client.get(f"/jobs/{job['id']}/plots/confusion.png")
     assert confusion.status_code == 422
+
+
+def longest_paths(nodes: list[dict]) -> dict[str, int]:
+    """Each node's longest path from an input, by relaxing every edge until nothing changes
+    (a reference independent of the layout's depth-first search)."""
+    layer = {node["name"]: 0 for node in nodes}
+    for _ in nodes:
+        for node in nodes:
+            for source in node["inputs"]:
+                layer[node["name"]] = max(layer[node["name"]], layer[source] + 1)
+    return layer
+
+
+def random_graph(seed: int) -> list[dict]:
+    """A random DAG with edges that skip layers, listed in a shuffled order."""
+    rng = np.random.default_rng(seed)
+    nodes = []
+    for index in range(int(rng.integers(4, 30))):
+        count = int(rng.integers(0, min(index, 3) + 1))
+        inputs = [f"n{i}" for i in rng.choice(index, size=count, replace=False)] if count else []
+        nodes.append({"name": f"n{index}", "op": "add" if inputs else "constant",
+                      "inputs": inputs, "value": 1.0, "grad": 0.5})  # fmt: skip
+    return [nodes[i] for i in rng.permutation(len(nodes))]
+
+
+def assert_readable_layout(nodes: list[dict]) -> None:
+    """Columns are layers, boxes do not overlap, and edges run from their source's right side
+    to their target's left side without entering any other box."""
+    layout = layout_graph(nodes)
+    layers = longest_paths(nodes)
+    assert layout.layers == layers
+    for name, box in layout.boxes.items():
+        assert box.x == pytest.approx(layout.column_x(layers[name]))
+    xs = sorted({round(box.x, 9) for box in layout.boxes.values()})
+    assert len(xs) == max(layers.values()) + 1  # one column per layer, left to right
+    width = layout.boxes[nodes[0]["name"]].width
+    assert all(right - left > width for left, right in itertools.pairwise(xs))
+    boxes = list(layout.boxes.values())
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert a.x != b.x or a.bottom >= b.top or b.bottom >= a.top, (a, b)
+    assert sorted((edge.source, edge.target) for edge in layout.edges) == sorted(
+        (source, node["name"]) for node in nodes for source in node["inputs"]
+    )
+    for edge in layout.edges:
+        (x0, y0), (x1, y1) = edge.points[0], edge.points[-1]
+        source, target = layout.boxes[edge.source], layout.boxes[edge.target]
+        assert x0 == pytest.approx(source.right) and source.bottom < y0 < source.top
+        assert x1 == pytest.approx(target.left) and target.bottom < y1 < target.top
+        assert all(b[0] > a[0] for a, b in itertools.pairwise(edge.points))  # left to right
+    assert segments_crossing_boxes(layout) == []
+
+
+def test_the_compute_graph_is_laid_out_in_layers_with_edges_around_the_boxes(backprop_job):
+    nodes = backprop_job["result"]["nodes"]
+    assert_readable_layout(nodes)
+    layout = layout_graph(nodes)
+    assert layout.order[0][0] != "" and {layout.layers[name] for name in ("x", "y", "w1")} == {0}
+    assert layout.layers["loss"] == max(layout.layers.values())  # the loss alone on the right
+    assert layout.crossings <= 1  # w4's edge must cross one of n1's (as drawn by hand)
+    figure = figures.compute_graph(backprop_job["id"], nodes)
+    for text, node in zip(figure.axes[0].texts, nodes, strict=True):  # drawn where laid out
+        box = layout.boxes[node["name"]]
+        assert text.get_position() == pytest.approx((box.x, box.y))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_any_graph_is_laid_out_in_layers_with_edges_around_the_boxes(seed):
+    assert_readable_layout(random_graph(seed))
+
+
+def test_a_check_that_finds_an_edge_through_a_box():
+    layout = layout_graph(random_graph(1))
+    name, box = next(iter(layout.boxes.items()))
+    through = Edge("a", "b", [(box.left - 1, box.y), (box.right + 1, box.y)])
+    grazing = Edge("a", "b", [(box.left - 1, box.top), (box.right + 1, box.top)])
+    layout.edges = [through, grazing]
+    assert segments_crossing_boxes(layout) == [("a", "b", name)]
+
+
+@pytest.mark.parametrize(
+    ("nodes", "message"),
+    [
+        ([{"name": "a", "inputs": ["b"]}], "not nodes of the graph"),
+        ([{"name": "a", "inputs": ["b"]}, {"name": "b", "inputs": ["a"]}], "cycle"),
+        ([{"name": "a", "inputs": []}, {"name": "a", "inputs": []}], "names repeat"),
+    ],
+)
+def test_a_graph_that_cannot_be_laid_out_says_why(nodes, message):
+    with pytest.raises(ValueError, match=message):
+        layout_graph(nodes)
 
 
 def test_graph_of_a_keras_job_and_plots_of_unknown_jobs(stack, mlp_job):

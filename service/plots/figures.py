@@ -7,14 +7,19 @@ requests served by different threads.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
+from matplotlib.path import Path as MplPath
+from matplotlib.textpath import TextToPath
 from matplotlib.ticker import MaxNLocator
+
+from service.plots.graph_layout import BOX_WIDTH, layout_graph
 
 NOT_METRICS = {"epoch", "seconds", "learning_rate"}
 
@@ -189,38 +194,88 @@ def mosaic(maps: np.ndarray) -> np.ndarray:
 
 
 def compute_graph(job_id: str, nodes: Sequence[dict[str, Any]]) -> Figure:
-    """The backprop job's compute graph: each node with its operation, value and gradient,
-    laid out left to right by depth, arrows from inputs to the nodes they feed."""
-    depth: dict[str, int] = {}
-    for node in nodes:  # stored in the order they were computed
-        depth[node["name"]] = 1 + max((depth[name] for name in node["inputs"]), default=-1)
-    columns: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for node in nodes:
-        columns[depth[node["name"]]].append(node)
-    position = {}
-    for column, members in columns.items():
-        for row, node in enumerate(members):
-            position[node["name"]] = (column, -(row - (len(members) - 1) / 2))
-    tallest = max(len(members) for members in columns.values())
-    figure = Figure(figsize=(2.2 * len(columns) + 1, 1.3 * tallest + 1.5), layout="constrained")
-    axis = figure.add_subplot()
-    for node in nodes:
-        for name in node["inputs"]:
-            axis.annotate("", xy=position[node["name"]], xytext=position[name],
-                          arrowprops={"arrowstyle": "->", "color": "0.5", "shrinkA": 28,
-                                      "shrinkB": 28})  # fmt: skip
-    for node in nodes:
-        x, y = position[node["name"]]
-        grad = "-" if node["grad"] is None else f"{node['grad']:.4g}"
-        text = f"{node['name']}\n{node['op'] or 'input'}\nvalue {node['value']:.4g}\ngrad {grad}"
-        box = {"boxstyle": "round", "facecolor": "#eef3fb", "edgecolor": "#4a6fa5"}
-        axis.text(x, y, text, ha="center", va="center", fontsize=7, bbox=box)
-    axis.set_xlim(-0.7, len(columns) - 0.3)
-    axis.set_ylim(-tallest / 2 - 0.2, tallest / 2 + 0.2)
+    """The backprop job's compute graph: each node's box with its operation, value and
+    gradient, in columns by layer (the longest path from the inputs: inputs on the left, the
+    loss on the right), edges routed between the columns (`graph_layout.layout_graph`)."""
+    labels = [_node_label(node) for node in nodes]
+    widest = max((_text_inches(line) for label in labels for line in label.split("\n")),
+                 default=0.0)  # fmt: skip
+    layout = layout_graph(nodes, box_width=max(BOX_WIDTH, widest + 0.14))
+    margin, header, footer = 0.25, 0.75, 0.45
+    figure_width = max(layout.width + 2 * margin, 6.0)
+    height = layout.height + header + footer
+    figure = Figure(figsize=(figure_width, height))
+    left = (figure_width - layout.width) / 2
+    axis = figure.add_axes((left / figure_width, footer / height, layout.width / figure_width,
+                            layout.height / height))  # fmt: skip
+    axis.set_xlim(0, layout.width)  # one unit of data is one inch: boxes are laid out in inches
+    axis.set_ylim(0, layout.height)
     axis.set_axis_off()
-    axis.set_title("value: forward pass; grad: d loss / d node, by backpropagation")
-    figure.suptitle(f"Compute graph of backprop job {job_id} (first step)")
+    for edge in layout.edges:
+        axis.add_patch(FancyArrowPatch(path=MplPath(edge.points), arrowstyle="-|>",
+                                       mutation_scale=9, color="#6b7785", linewidth=0.9,
+                                       shrinkA=0, shrinkB=0, zorder=1))  # fmt: skip
+    consumers = {source for node in nodes for source in node["inputs"]}
+    roles = [_graph_role(node, consumers) for node in nodes]
+    for node, role, label in zip(nodes, roles, labels, strict=True):
+        box = layout.boxes[node["name"]]
+        face, line = GRAPH_COLORS[role]
+        axis.add_patch(FancyBboxPatch((box.left, box.bottom), box.width, box.height,
+                                      boxstyle="round,pad=0,rounding_size=0.07", facecolor=face,
+                                      edgecolor=line, linewidth=1.2, zorder=2))  # fmt: skip
+        axis.text(box.x, box.y, label, ha="center", va="center", fontsize=GRAPH_FONT_SIZE,
+                  linespacing=1.25, zorder=3)  # fmt: skip
+    handles = [Patch(facecolor=face, edgecolor=line, label=role)
+               for role, (face, line) in GRAPH_COLORS.items() if role in roles]  # fmt: skip
+    figure.legend(handles=handles, loc="lower center", ncols=len(handles), frameon=False,
+                  fontsize=GRAPH_FONT_SIZE)  # fmt: skip
+    figure.suptitle(f"Compute graph of backprop job {job_id} (first step)\n"
+                    "value: forward pass; grad: d loss / d node, by backpropagation",
+                    fontsize=11, y=1 - 0.08 / height, va="top")  # fmt: skip
     return figure
+
+
+GRAPH_FONT_SIZE = 9  # points: 12.5 pixels at the PNGs' 100 dpi
+# Operations shown by their symbol as well (narrower boxes, read at a glance).
+OPERATION_LABELS = {
+    "mul": "\N{MULTIPLICATION SIGN} mul",
+    "add": "+ add",
+    "squared_error": "\N{VULGAR FRACTION ONE HALF}(a - b)\N{SUPERSCRIPT TWO}",
+}
+# Fill and outline of a node's box, by its role in the graph.
+GRAPH_COLORS = {
+    "input": ("#eceff3", "#5b6b7c"),
+    "weight": ("#fff3d6", "#a86e00"),
+    "operation": ("#e8f0fc", "#2f5fae"),
+    "loss": ("#fde8e6", "#b3261e"),
+}
+
+
+def _node_label(node: dict[str, Any]) -> str:
+    """A node's name, operation, value and gradient, one per line."""
+    grad = "-" if node["grad"] is None else f"{node['grad']:.4g}"
+    operation = OPERATION_LABELS.get(node["op"], node["op"] or "input")
+    return f"{node['name']}\n{operation}\nvalue {node['value']:.4g}\ngrad {grad}"
+
+
+def _text_inches(text: str) -> float:
+    """How wide `text` is drawn at the graph's font size, in inches (measured on the font's
+    outlines: no renderer needed)."""
+    width, _, _ = _TEXT_TO_PATH.get_text_width_height_descent(
+        text, FontProperties(size=GRAPH_FONT_SIZE), ismath=False
+    )
+    return width / 72
+
+
+_TEXT_TO_PATH = TextToPath()
+
+
+def _graph_role(node: dict[str, Any], consumers: set[str]) -> str:
+    if node["op"] == "variable":
+        return "weight"
+    if not node["inputs"]:
+        return "input"
+    return "operation" if node["name"] in consumers else "loss"
 
 
 def max_gradient_by_depth(entry: dict[str, Any]) -> tuple[list[int], list[float]]:
