@@ -26,6 +26,7 @@ from service.api.request_id import RequestIdMiddleware
 from service.api.routes import (
     health,
     jobs,
+    kserve_v2,
     metrics,
     models,
     plots,
@@ -201,8 +202,9 @@ def create_app() -> FastAPI:
     app.add_middleware(AccessMiddleware, settings=get_settings())  # before any body is read
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)  # open: healthchecks carry no token
+    app.include_router(kserve_v2.health_router)  # open, as /health
     app.include_router(web.router)  # the page itself; its requests carry no token
-    for router in (jobs, models, sweeps, presets, predict, tf_serving, plots, metrics):
+    for router in (jobs, models, sweeps, presets, predict, tf_serving, kserve_v2, plots, metrics):
         app.include_router(router.router, dependencies=[ReadAccess])
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
     return app

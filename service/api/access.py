@@ -23,12 +23,16 @@ from service.errors import ForbiddenError, ServiceError
 from service.settings import Settings
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-OPEN_PATHS = {"/", "/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+OPEN_PATHS = {
+    *("/", "/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"),
+    *("/v2/health/live", "/v2/health/ready"),
+}
 OPEN_PREFIXES = ("/static/",)
 # Requests that send data but change nothing: predictions and plots of an uploaded image.
 READING_POSTS = [
     re.compile(r"/predict/[^/]+"),
     re.compile(r"/v1/models/[^/]+:predict"),
+    re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/infer"),
     re.compile(r"/models/[^/]+/plots/[^/]+\.png"),
 ]
 
@@ -77,7 +81,7 @@ class AccessMiddleware:
             self._check(Request(scope))
         except ServiceError as error:
             response = error_response(error.status_code, error.code, error.detail,
-                                      headers=error.headers)  # fmt: skip
+                                      headers=error.headers, path=scope["path"])  # fmt: skip
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

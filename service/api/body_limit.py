@@ -62,7 +62,8 @@ class BodyLimitMiddleware:
         headers = Headers(scope=scope)
         # Read as Starlette's form parser reads it: the first header, its last boundary.
         content_type, options = parse_options_header(headers.get("content-type"))
-        if content_type == b"application/json":
+        # What FastAPI parses as JSON: a JSON type, or none at all (strict_content_type off).
+        if content_type in (b"application/json", b"") or content_type.endswith(b"+json"):
             limit, setting = self.max_json_bytes, "MAX_JSON_BYTES"
         else:
             limit, setting = self.max_bytes, "MAX_REQUEST_BYTES"
@@ -104,7 +105,8 @@ class BodyLimitMiddleware:
             await self._answer(refused, scope, receive, send)
 
     async def _answer(self, refused: _Refused, scope: Scope, receive: Receive, send: Send) -> None:
-        await error_response(413, refused.code, refused.detail)(scope, receive, send)
+        response = error_response(413, refused.code, refused.detail, path=scope["path"])
+        await response(scope, receive, send)
 
 
 def _too_large(size: int, limit: int, setting: str) -> _Refused:

@@ -1,7 +1,9 @@
 """One error shape for the whole API, and the one place where exceptions become responses.
 
 Every error body is `{"code": ..., "detail": ...}`; validation errors add `errors`, one entry per
-bad field with its location (`loc`), message (`msg`) and `type`.
+bad field with its location (`loc`), message (`msg`) and `type`. Under `/v2` (KServe v2, the
+Open Inference Protocol) errors take that protocol's shape instead: `{"error": detail}`, with
+the same status and text.
 """
 
 import logging
@@ -29,6 +31,19 @@ class FieldError(BaseModel):
     type: str
 
 
+PROTOCOL_PREFIX = "/v2"
+
+
+def protocol_path(path: str) -> bool:
+    """Whether `path` belongs to the Open Inference Protocol (KServe v2), whose errors are
+    `{"error": ...}`."""
+    return path == PROTOCOL_PREFIX or path.startswith(PROTOCOL_PREFIX + "/")
+
+
+class ProtocolError(BaseModel):
+    error: str = Field(description="What happened, what was expected, and how to fix it.")
+
+
 class ErrorResponse(BaseModel):
     code: str = Field(description="Machine-readable error code, e.g. 'not_found'.")
     detail: str = Field(description="What happened, what was expected, and how to fix it.")
@@ -41,8 +56,13 @@ def error_response(
     detail: str,
     errors: Any = None,
     headers: dict[str, str] | None = None,
+    path: str = "",
 ) -> JSONResponse:
-    body = ErrorResponse(code=code, detail=detail, errors=errors).model_dump(exclude_none=True)
+    """The error's response, in the shape of the API that `path` (the request's) belongs to."""
+    if protocol_path(path):
+        body: dict[str, Any] = ProtocolError(error=detail).model_dump()
+    else:
+        body = ErrorResponse(code=code, detail=detail, errors=errors).model_dump(exclude_none=True)
     return JSONResponse(status_code=status, content=jsonable_encoder(body), headers=headers)
 
 
@@ -61,10 +81,41 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     ]
 }
 
+PROTOCOL_ERROR_EXAMPLES = {
+    400: "The request body could not be parsed: send JSON with `Content-Type: application/json`.",
+    401: "Reading from this service needs a token: send the header `Authorization: Bearer "
+    "<token>` with the API_TOKEN the service was started with.",
+    403: "The bearer token is not the one reading from this service needs.",
+    404: "No model or alias named 'nothing'. A model is named by its 32-character id or by an "
+    "alias; list both with GET /models.",
+    409: "No cnn model has been trained yet, so there is nothing to answer digit predictions. "
+    "Train one with POST /presets/cnn/submit, wait for the job to succeed, and try again.",
+    413: "The request carries 65 images or inputs; at most 64 are read per request "
+    "(MAX_IMAGES_PER_REQUEST). Split it into several requests.",
+    415: "'image_bytes[0]' is not an image this service can read (cannot identify image file). "
+    "Send one of: PNG, JPEG, BMP, TIFF, WEBP, GIF.",
+    422: "Input 'image' has shape [1, 27, 28]; model 'cnn' takes [-1, 28, 28] (-1: any number "
+    "of images, at least 1).",
+    500: "Something went wrong on the server's side while answering this request (request id "
+    "...); nothing you sent was at fault.",
+    503: "Not ready: Redis is unreachable (Connection refused).",
+}
+# The statuses of ERROR_RESPONSES (and 415) in the protocol's shape, each with an example.
+PROTOCOL_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "model": ProtocolError,
+        "description": ERROR_RESPONSES.get(status, {}).get("description", "Not an image"),
+        "content": {"application/json": {"example": {"error": example}}},
+    }
+    for status, example in PROTOCOL_ERROR_EXAMPLES.items()
+}
+
 
 async def _service_error(request: Request, error: ServiceError) -> JSONResponse:
     errors = error.errors if isinstance(error, InvalidJobError) else None
-    return error_response(error.status_code, error.code, error.detail, errors, error.headers)
+    return error_response(
+        error.status_code, error.code, error.detail, errors, error.headers, request.url.path
+    )
 
 
 async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -75,7 +126,8 @@ async def _validation_error(request: Request, error: RequestValidationError) -> 
     summary = "; ".join(
         f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in errors
     )
-    return error_response(422, "validation_error", f"Invalid request: {summary}.", errors)
+    detail = _binary_tensors(request) or f"Invalid request: {summary}."
+    return error_response(422, "validation_error", detail, errors, path=request.url.path)
 
 
 async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -87,13 +139,25 @@ async def _http_error(request: Request, error: StarletteHTTPException) -> JSONRe
         allowed = (error.headers or {}).get("Allow", "")
         detail = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}."
     elif error.status_code == 400 and "parsing the body" in detail:
-        detail = (
+        detail = _binary_tensors(request) or (
             "The request body could not be parsed: send JSON with `Content-Type: "
             "application/json`, or a well-formed multipart form for uploads."
         )
     code = codes.get(error.status_code, "http_error")
     # Keeps headers such as a 405's `Allow` (RFC 9110 requires it).
-    return error_response(error.status_code, code, detail, headers=error.headers)
+    return error_response(
+        error.status_code, code, detail, headers=error.headers, path=request.url.path
+    )
+
+
+def _binary_tensors(request: Request) -> str | None:
+    """Why a KServe v2 body with binary tensor data (tritonclient's default) did not parse."""
+    if protocol_path(request.url.path) and "inference-header-content-length" in request.headers:
+        return (
+            "Binary tensor data (Inference-Header-Content-Length) is not supported: send every "
+            "input's data as JSON (tritonclient: set_data_from_numpy(..., binary_data=False))."
+        )
+    return None
 
 
 async def _redis_unreachable(request: Request, error: Exception) -> JSONResponse:
@@ -103,17 +167,20 @@ async def _redis_unreachable(request: Request, error: Exception) -> JSONResponse
         "unavailable",
         f"Redis, which holds jobs and their queue, is unreachable ({error}). Nothing was "
         "changed. Check that Redis is running at the configured REDIS_URL, then retry.",
+        path=request.url.path,
     )
 
 
-def unexpected_error_response(request_id: str) -> JSONResponse:
-    """The answer to an error no handler expected: the API's shape, naming the request id."""
+def unexpected_error_response(request_id: str, path: str = "") -> JSONResponse:
+    """The answer to an error no handler expected: the API's shape (`path`'s), naming the
+    request id."""
     return error_response(
         500,
         "internal_error",
         f"Something went wrong on the server's side while answering this request (request id "
         f"{request_id}); nothing you sent was at fault. Retry; if it happens again, report the "
         "request id to the service's operator.",
+        path=path,
     )
 
 

@@ -46,4 +46,4 @@ class RequestIdMiddleware:
                              scope["method"], scope["path"])  # fmt: skip
             if started:  # too late for an error response: the server closes the connection
                 raise
-            await unexpected_error_response(request_id)(scope, receive, send_with_id)
+            await unexpected_error_response(request_id, scope["path"])(scope, receive, send_with_id)

@@ -123,8 +123,16 @@ def _b64_upload(instance: dict, where: str) -> Upload:
             f'{where} is an object; the only object accepted is {{"b64": "<base64 image '
             f'file>"}}, got keys {sorted(instance)}.'
         )
+    return b64_upload(instance["b64"], where)
+
+
+def b64_upload(text: str, name: str) -> Upload:
+    """The image file that base64 `text` holds (TF Serving's `b64`, KServe v2's BYTES
+    elements), named `name` in errors."""
     try:
-        data = base64.b64decode(instance["b64"], validate=True)
+        data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidInstance(f"{where}: 'b64' is not valid base64.") from None
-    return Upload(where, data)
+        raise InvalidInstance(
+            f"{name} is not valid base64; send the image file's bytes base64-encoded."
+        ) from None
+    return Upload(name, data)

@@ -14,15 +14,15 @@ from pydantic import BaseModel, Field
 from service.api.deps import ModelCacheDep, ModelResolverDep, PrepareGateDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
 from service.api.routes.predict import ModelInfo, loaded_model
-from service.models.store import ModelRecord
 from service.predict.instances import (
     decode_images,
     instances_to_array,
     output_rows,
     uploads_in,
 )
-from service.predict.models import DIGIT_TASK, SUM_TASK, ModelResolver, Task
+from service.predict.models import SUM_TASK
 from service.predict.reading import check_request_size, prepare_where_fit
+from service.predict.served import resolve_served
 
 router = APIRouter(prefix="/v1/models", tags=["tf-serving"], responses=ERROR_RESPONSES)
 
@@ -65,7 +65,7 @@ class PredictResponse(BaseModel):
 @router.get("/{name}", response_model=ModelStatus)
 async def model_status(name: ModelName, resolver: ModelResolverDep) -> ModelStatus:
     """The model's status, in TF Serving's format."""
-    record = await _resolve(resolver, name)
+    record = await resolve_served(resolver, name)
     return ModelStatus(model_version_status=[VersionStatus(version=record.id)])
 
 
@@ -80,7 +80,7 @@ async def predict(
     gate: PrepareGateDep,
 ) -> PredictResponse:
     """Predict for a batch of instances, in TF Serving's row format."""
-    record = await _resolve(resolver, name)
+    record = await resolve_served(resolver, name)
     request.state.model_id = record.id
     loaded = await loaded_model(cache, record)
     sequence = record.kind in SUM_TASK.kinds
@@ -95,18 +95,3 @@ async def predict(
     return PredictResponse(
         predictions=output_rows(outputs), model=ModelInfo(id=record.id, kind=record.kind)
     )
-
-
-# Tasks by model name: a kind names its newest model (kinds cannot be aliases).
-KIND_TASKS = {
-    "cnn": DIGIT_TASK,
-    "mlp": Task(DIGIT_TASK.name, ("mlp",), preset="mlp-500-300"),
-    "calculator": SUM_TASK,
-}
-ANY_SERVED_MODEL = Task("TF Serving predictions", ("cnn", "mlp", "calculator"), preset="cnn")
-
-
-async def _resolve(resolver: ModelResolver, name: str) -> ModelRecord:
-    if name in KIND_TASKS:
-        return await resolver.resolve(KIND_TASKS[name], None)
-    return await resolver.resolve(ANY_SERVED_MODEL, name)

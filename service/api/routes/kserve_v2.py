@@ -1,0 +1,335 @@
+"""KServe v2, the Open Inference Protocol, over REST: health, server and model metadata,
+model readiness, and `infer` with JSON tensors.
+
+A model name is an alias, a model id, or a kind (`cnn`, `mlp`, `calculator`: the newest model
+of that kind), as on TF Serving's API; a model's one version is its id. Predictions go through
+the same resolver, model cache, preparation and micro-batcher as every prediction endpoint.
+Errors are `{"error": "..."}` (service/api/errors.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Path, Request
+from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
+
+from service.api.deps import ModelCacheDep, ModelResolverDep, PrepareGateDep, SettingsDep
+from service.api.errors import PROTOCOL_ERROR_RESPONSES
+from service.api.routes.predict import loaded_model
+from service.errors import NotFoundError, ServiceError, UnavailableError
+from service.gates import Gate
+from service.models.store import ALIAS_PATTERN, MODEL_ID_PATTERN, ModelRecord
+from service.predict.instances import instances_to_array, uploads_in
+from service.predict.models import SUM_TASK, ModelCache, ModelResolver
+from service.predict.reading import check_request_size, prepare_where_fit
+from service.predict.served import resolve_served
+from service.predict.tensors import (
+    DATATYPES,
+    Signature,
+    Tensor,
+    TensorSpec,
+    check_outputs,
+    chosen_input,
+    output_tensors,
+    signature_for,
+    tensor_instances,
+)
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SERVER_NAME = "digit-service"
+PLATFORM = "keras"
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: PROTOCOL_ERROR_RESPONSES[status] for status in statuses}
+
+
+# Health is open, like /health; the rest is behind ReadAccess (service/main.py).
+health_router = APIRouter(prefix="/v2", tags=["kserve-v2"], responses=_errors(400, 500))
+# Protocol clients (tritonclient) send JSON without a Content-Type; no route here changes state.
+router = APIRouter(
+    prefix="/v2",
+    tags=["kserve-v2"],
+    responses=_errors(400, 401, 403, 500),
+    strict_content_type=False,
+)
+
+ModelName = Annotated[
+    str,
+    Path(
+        pattern=f"^(?:{MODEL_ID_PATTERN.pattern}|{ALIAS_PATTERN.pattern})$",
+        description="An alias, a model id, or a kind (cnn, mlp, calculator: its newest).",
+        examples=["cnn"],
+    ),
+]
+ModelVersion = Annotated[
+    str,
+    Path(
+        pattern=f"^{MODEL_ID_PATTERN.pattern}$",
+        description="The model's id (a model has one version: its id).",
+    ),
+]
+Datatype = Literal[DATATYPES]  # type: ignore[valid-type]
+
+
+class ModelNotReady(UnavailableError):
+    code = "model_not_ready"
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str] = Field(description="Protocol extensions supported: none.")
+
+
+class ServerLive(BaseModel):
+    live: bool
+
+
+class ServerReady(BaseModel):
+    ready: bool
+
+
+class ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class MetadataTensor(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int] = Field(description="-1: any size (the batch).")
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str] = Field(description="The model's id.")
+    platform: str
+    inputs: list[MetadataTensor] = Field(description="A request sends exactly one of them.")
+    outputs: list[MetadataTensor]
+
+
+class InferInput(BaseModel):
+    name: str = Field(max_length=100, examples=["image"])
+    shape: list[Annotated[int, Field(ge=0)]] = Field(max_length=8, examples=[[1, 28, 28]])
+    datatype: Datatype = Field(  # type: ignore[valid-type]
+        description="Numbers (UINT8, FP32, ...): images 0..255, white ink on black. BYTES: "
+        "base64 image files (PNG, JPEG, ...), prepared like uploads."
+    )
+    parameters: dict[str, Any] | None = Field(None, description="Ignored.")
+    data: list[Any] = Field(description="Row-major, flat or nested as `shape`.")
+
+
+class InferOutputRequest(BaseModel):
+    name: str = Field(max_length=100, examples=["probabilities"])
+    parameters: dict[str, Any] | None = Field(
+        None, description="Ignored: outputs are JSON (binary_data is not supported)."
+    )
+
+
+class InferRequest(BaseModel):
+    id: str | None = Field(None, max_length=256, description="Echoed in the response.")
+    parameters: dict[str, Any] | None = Field(None, description="Ignored.")
+    inputs: list[InferInput] = Field(min_length=1, max_length=8)
+    outputs: list[InferOutputRequest] | None = Field(
+        None, max_length=8, description="The outputs to return, by name; default: all."
+    )
+
+
+class InferOutput(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list[float] = Field(description="Row-major, flat.")
+
+
+class InferResponse(BaseModel):
+    model_name: str
+    model_version: str = Field(description="The id of the model that answered.")
+    id: str | None = Field(None, description="The request's id, when it sent one.")
+    outputs: list[InferOutput]
+
+
+@health_router.get("/health/live", response_model=ServerLive)
+async def server_live() -> ServerLive:
+    """Whether the server is live (it answers)."""
+    return ServerLive(live=True)
+
+
+@health_router.get("/health/ready", response_model=ServerReady, responses=_errors(503))
+async def server_ready(resolver: ModelResolverDep) -> ServerReady:
+    """Whether the server can serve: Redis, which holds the models' registry, answers."""
+    try:
+        await resolver.redis.ping()
+    except RedisError as error:
+        raise UnavailableError(
+            f"Not ready: Redis, which holds the model registry, does not answer ({error}). "
+            "Check that Redis runs at REDIS_URL; GET /health says more."
+        ) from None
+    return ServerReady(ready=True)
+
+
+@router.get("", response_model=ServerMetadata)
+async def server_metadata(request: Request) -> ServerMetadata:
+    """The server's name, version and protocol extensions."""
+    return ServerMetadata(name=SERVER_NAME, version=request.app.version, extensions=[])
+
+
+MODEL_ERRORS = _errors(404, 409, 422, 503)
+
+
+@router.get("/models/{name}", response_model=ModelMetadata, responses=MODEL_ERRORS)
+async def model_metadata(name: ModelName, resolver: ModelResolverDep) -> ModelMetadata:
+    """The model's version, inputs and outputs."""
+    return _metadata(name, await resolve_served(resolver, name))
+
+
+@router.get(
+    "/models/{name}/versions/{version}", response_model=ModelMetadata, responses=MODEL_ERRORS
+)
+async def model_version_metadata(
+    name: ModelName, version: ModelVersion, resolver: ModelResolverDep
+) -> ModelMetadata:
+    """The model's inputs and outputs, when `version` is its id."""
+    return _metadata(name, await _resolve(resolver, name, version))
+
+
+@router.get("/models/{name}/ready", response_model=ModelReady, responses=MODEL_ERRORS)
+async def model_ready(
+    name: ModelName, resolver: ModelResolverDep, cache: ModelCacheDep
+) -> ModelReady:
+    """Ready when the name resolves to a stored model that loads (loading it now if needed);
+    409 while none of a kind is trained, 503 when the model's file does not load."""
+    return await _ready(resolver, cache, name, None)
+
+
+@router.get(
+    "/models/{name}/versions/{version}/ready", response_model=ModelReady, responses=MODEL_ERRORS
+)
+async def model_version_ready(
+    name: ModelName, version: ModelVersion, resolver: ModelResolverDep, cache: ModelCacheDep
+) -> ModelReady:
+    """Ready when `version` is the model's id and the model loads."""
+    return await _ready(resolver, cache, name, version)
+
+
+INFER_ERRORS = _errors(404, 409, 413, 415, 422, 503)
+INFER_OPTIONS: dict[str, Any] = {
+    "response_model": InferResponse,
+    "response_model_exclude_none": True,
+    "responses": INFER_ERRORS,
+}
+
+
+@router.post("/models/{name}/infer", **INFER_OPTIONS)
+async def infer(
+    request: Request,
+    name: ModelName,
+    body: Annotated[InferRequest, Body()],
+    resolver: ModelResolverDep,
+    cache: ModelCacheDep,
+    settings: SettingsDep,
+    gate: PrepareGateDep,
+) -> Any:
+    """Run the model on one input tensor; the response holds its outputs as tensors."""
+    return await _infer(request, name, None, body, resolver, cache, settings, gate)
+
+
+@router.post("/models/{name}/versions/{version}/infer", **INFER_OPTIONS)
+async def infer_version(
+    request: Request,
+    name: ModelName,
+    version: ModelVersion,
+    body: Annotated[InferRequest, Body()],
+    resolver: ModelResolverDep,
+    cache: ModelCacheDep,
+    settings: SettingsDep,
+    gate: PrepareGateDep,
+) -> Any:
+    """`infer`, when `version` is the model's id."""
+    return await _infer(request, name, version, body, resolver, cache, settings, gate)
+
+
+async def _infer(
+    request: Request,
+    name: str,
+    version: str | None,
+    body: InferRequest,
+    resolver: ModelResolver,
+    cache: ModelCache,
+    settings: Settings,
+    gate: Gate,
+) -> InferResponse:
+    record = await _resolve(resolver, name, version)
+    request.state.model_id = record.id
+    signature = signature_for(record.kind)
+    requested = [output.name for output in body.outputs] if body.outputs else None
+    check_outputs(requested or [], signature, name)
+    tensor = chosen_input(
+        [Tensor(t.name, t.datatype, tuple(t.shape), t.data) for t in body.inputs], signature, name
+    )
+    check_request_size([], tensor.shape[0], settings)  # before its data is read
+    loaded = await loaded_model(cache, record)
+    with loaded.batcher.arriving():
+        instances = tensor_instances(tensor, signature)
+        uploads = uploads_in(instances)
+        check_request_size(uploads, len(instances), settings)
+        sequence = record.kind in SUM_TASK.kinds
+        inputs = await prepare_where_fit(
+            gate, uploads, len(instances), instances_to_array, instances, sequence, settings
+        )
+    outputs = await loaded.batcher.outputs(inputs)
+    return InferResponse(
+        model_name=name,
+        model_version=record.id,
+        id=body.id,
+        outputs=[InferOutput(**t) for t in output_tensors(outputs, signature, requested, name)],
+    )
+
+
+async def _resolve(resolver: ModelResolver, name: str, version: str | None) -> ModelRecord:
+    record = await resolve_served(resolver, name)
+    if version is not None and version != record.id:
+        raise NotFoundError(
+            f"Model {name!r} has one version, {record.id} (its id); there is no version "
+            f"{version!r}. Name another model by its id: /v2/models/{version}."
+        )
+    return record
+
+
+async def _ready(
+    resolver: ModelResolver, cache: ModelCache, name: str, version: str | None
+) -> ModelReady:
+    # None of a kind trained yet stays a 409, naming the job training one, as everywhere.
+    record = await _resolve(resolver, name, version)
+    try:
+        await loaded_model(cache, record)
+    except ServiceError:
+        raise
+    except Exception as error:  # a file that does not load: not ready, and why
+        logger.exception("Model %s could not be loaded.", record.id)
+        raise ModelNotReady(
+            f"Model {name!r} ({record.id}) is stored but could not be loaded ({error}). "
+            "Train or choose another model."
+        ) from None
+    return ModelReady(name=name, ready=True)
+
+
+def _metadata(name: str, record: ModelRecord) -> ModelMetadata:
+    signature: Signature = signature_for(record.kind)
+    return ModelMetadata(
+        name=name,
+        versions=[record.id],
+        platform=PLATFORM,
+        inputs=[_tensor_metadata(spec) for spec in signature.inputs],
+        outputs=[_tensor_metadata(spec) for spec in signature.outputs],
+    )
+
+
+def _tensor_metadata(spec: TensorSpec) -> MetadataTensor:
+    return MetadataTensor(name=spec.name, datatype=spec.datatype, shape=list(spec.shape))
