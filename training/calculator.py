@@ -156,6 +156,7 @@ def train_calculator(
     mixed_precision: bool = False,
     mnist_path: Path | str | None = None,
     model_dir: Path | str | None = None,
+    tensorboard_dir: Path | str | None = None,
     progress: ProgressReporter | None = None,
 ) -> dict[str, Any]:
     """Train the digit classifier on sequences drawn from the training images (by default as
@@ -166,7 +167,8 @@ def train_calculator(
 
     `digit_model_path` reads digits with a stored digit model: kept as it is, nothing is
     trained (no epoch runs; the calculator is built and tested), or trained further with
-    `fine_tune`. Returns the test metrics of what the service answers (`sum_metrics`).
+    `fine_tune`. Returns the test metrics of what the service answers (`sum_metrics`). With
+    `tensorboard_dir`, TensorBoard logs of the training (if any) are written there.
     """
     run_facts = prepare_run(seed, mixed_precision)
     trains = digit_model_path is None or fine_tune
@@ -194,7 +196,7 @@ def train_calculator(
         train = random_sequences(train_images, count, np.random.default_rng(seed))
         history = _fit(
             model, train, digit_labels, optimizer, learning_rate, batch_size, epochs,
-            validation_split, progress,
+            validation_split, progress, tensorboard_dir,
         )  # fmt: skip
         result = {"epochs_run": len(history.epoch), "train_sequences": count}
     result |= evaluate_calculator(model, test)
@@ -211,6 +213,7 @@ def _fit(
     epochs: int,
     validation_split: float,
     progress: ProgressReporter | None,
+    tensorboard_dir: Path | str | None,
 ) -> keras.callbacks.History:
     """Train the digit classifier: on each image's digit, or on the likelihood of each
     observed sum under `sum_distribution` (the course's setting: sums only)."""
@@ -254,6 +257,7 @@ def _fit(
         # As many images as the classifiers' probe: 256 sequences (2,560 images) made the
         # job 1.6x slower than a bare fit.
         probe_size=PROBE_SIZE // SEQUENCE_LENGTH,
+        tensorboard_dir=tensorboard_dir,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -60,11 +61,44 @@ class ReportingCallback(keras.callbacks.Callback):
         self._report(self.batches_per_epoch)
 
 
+@dataclass(frozen=True)
+class ProbeGradient:
+    """The loss gradient of one trainable weight on the probe batch."""
+
+    layer: str
+    depth: int  # 1 for the first layer that has trainable weights
+    parameter: str
+    path: str  # the weight's path: unique where a layer wraps others with their own weights
+    values: np.ndarray
+
+    def statistics(self) -> dict[str, Any]:
+        """Max |g|, mean |g| and L2 norm, with the layer, depth and parameter they belong to."""
+        magnitudes = np.abs(self.values.astype(np.float64)).ravel()
+        return {
+            "layer": self.layer,
+            "depth": self.depth,
+            "parameter": self.parameter,
+            "max_abs": float(magnitudes.max()),
+            "mean_abs": float(magnitudes.mean()),
+            "l2_norm": float(np.sqrt(np.sum(magnitudes * magnitudes))),
+        }
+
+
+@dataclass(frozen=True)
+class GradientProbe:
+    """One measurement of the probe: its epoch (0 = untrained), the gradients and statistics."""
+
+    epoch: int
+    gradients: list[ProbeGradient]
+    statistics: list[dict[str, Any]]
+
+
 class GradientStatsCallback(keras.callbacks.Callback):
     """Records per-layer gradient statistics on a fixed probe batch: untrained, then per epoch.
 
     One probe batch per epoch, not every batch, so the cost is one extra forward and backward
-    pass per epoch.
+    pass per epoch. `latest` keeps the last measurement for callbacks that run after this one
+    (TensorBoard's logs).
     """
 
     def __init__(
@@ -79,6 +113,7 @@ class GradientStatsCallback(keras.callbacks.Callback):
         self.probe_inputs = probe_inputs
         self.probe_targets = probe_targets
         self.loss_fn = loss_fn
+        self.latest: GradientProbe | None = None
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._record(0)
@@ -87,10 +122,10 @@ class GradientStatsCallback(keras.callbacks.Callback):
         self._record(epoch + 1)
 
     def _record(self, epoch: int) -> None:
-        layers = gradient_statistics(
-            self.model, self.probe_inputs, self.probe_targets, self.loss_fn
-        )
-        self.progress.record_gradients({"epoch": epoch, "layers": layers})
+        gradients = probe_gradients(self.model, self.probe_inputs, self.probe_targets, self.loss_fn)
+        statistics = [gradient.statistics() for gradient in gradients]
+        self.latest = GradientProbe(epoch, gradients, statistics)
+        self.progress.record_gradients({"epoch": epoch, "layers": statistics})
 
 
 def gradient_statistics(
@@ -99,7 +134,18 @@ def gradient_statistics(
     targets: np.ndarray,
     loss_fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
 ) -> list[dict[str, Any]]:
-    """Max |g|, mean |g| and L2 norm of the loss gradient for each trainable weight.
+    """Max |g|, mean |g| and L2 norm of the loss gradient for each trainable weight
+    (`probe_gradients`)."""
+    return [gradient.statistics() for gradient in probe_gradients(model, inputs, targets, loss_fn)]
+
+
+def probe_gradients(
+    model: keras.Model,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    loss_fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+) -> list[ProbeGradient]:
+    """The loss gradient of each trainable weight, layer by layer.
 
     The loss is `loss_fn` averaged over the batch plus the model's regularization losses, with
     the model in inference mode (no dropout) so the probe is deterministic. Layers are numbered
@@ -113,7 +159,7 @@ def gradient_statistics(
     gradients = tape.gradient(loss, model.trainable_variables)
     by_variable = {id(v): g for v, g in zip(model.trainable_variables, gradients, strict=True)}
 
-    statistics = []
+    probed = []
     depth = 0
     for layer in model.layers:
         if not layer.trainable_weights:
@@ -121,17 +167,7 @@ def gradient_statistics(
         depth += 1
         for weight in layer.trainable_weights:
             gradient = by_variable.get(id(weight))
-            if gradient is None:
-                continue
-            values = np.abs(np.asarray(gradient, dtype=np.float64)).ravel()
-            statistics.append(
-                {
-                    "layer": layer.name,
-                    "depth": depth,
-                    "parameter": weight.name,
-                    "max_abs": float(values.max()),
-                    "mean_abs": float(values.mean()),
-                    "l2_norm": float(np.sqrt(np.sum(values * values))),
-                }
-            )
-    return statistics
+            if gradient is not None:
+                values = np.asarray(gradient)
+                probed.append(ProbeGradient(layer.name, depth, weight.name, weight.path, values))
+    return probed

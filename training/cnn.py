@@ -100,6 +100,7 @@ def train_cnn(
     mixed_precision: bool = False,
     mnist_path: Path | str | None = None,
     model_dir: Path | str | None = None,
+    tensorboard_dir: Path | str | None = None,
     progress: ProgressReporter | None = None,
 ) -> dict[str, Any]:
     """Train the CNN with Adam and a cosine-decaying learning rate; save it to `model_dir`.
@@ -108,6 +109,7 @@ def train_cnn(
     the training images are distorted first (`training.augmentation`) and shifted, in
     proportion to `augmentation_strength(epochs)`: none in a 1-epoch run. Without `batch_size`,
     128 or less on small training sets (`default_batch_size`). The result says what was used.
+    With `tensorboard_dir`, TensorBoard logs of the training are written there.
     """
     run_facts = prepare_run(seed, mixed_precision)
     distorted_fraction, shift = augmentation_for(epochs, augment)
@@ -130,6 +132,7 @@ def train_cnn(
         epochs=epochs,
         validation_split=validation_split,
         progress=progress,
+        tensorboard_dir=tensorboard_dir,
         digit_sums=True,
     )
     result.update(

@@ -16,6 +16,7 @@ from training.batch_sizes import fit_examples
 from training.callbacks import GradientStatsCallback, ReportingCallback
 from training.data.sequences import SEQUENCE_LENGTH, sum_metrics
 from training.progress import ProgressReporter, SilentReporter
+from training.tensorboard_logs import TensorBoardLogs
 
 OPTIMIZERS = {
     "sgd": keras.optimizers.SGD,
@@ -86,8 +87,10 @@ def fit_with_reporting(
     progress: ProgressReporter | None = None,
     extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
     probe_size: int = PROBE_SIZE,
+    tensorboard_dir: Path | str | None = None,
 ) -> keras.callbacks.History:
-    """`model.fit` on a compiled model, reporting batches, epochs and gradient statistics.
+    """`model.fit` on a compiled model, reporting batches, epochs and gradient statistics;
+    with `tensorboard_dir`, also writing TensorBoard logs there (`TensorBoardLogs`).
 
     Gradient statistics use the first `probe_size` training examples and `probe_loss(targets,
     predictions)`, which must return per-example or mean losses.
@@ -95,9 +98,13 @@ def fit_with_reporting(
     progress = progress or SilentReporter()
     training_count = fit_examples(len(inputs), validation_split)
     probe_targets = _head(targets, probe_size)
+    gradients = GradientStatsCallback(progress, inputs[:probe_size], probe_targets, probe_loss)
+    logs = () if tensorboard_dir is None else (TensorBoardLogs(tensorboard_dir, gradients),)
     callbacks = [
-        # Gradient statistics first, so each epoch's recorded seconds include their cost.
-        GradientStatsCallback(progress, inputs[:probe_size], probe_targets, probe_loss),
+        # Gradient statistics and logs first, so each epoch's recorded seconds include their
+        # cost; the logs after the statistics, whose gradients they write.
+        gradients,
+        *logs,
         ReportingCallback(progress, epochs, math.ceil(training_count / batch_size)),
         *extra_callbacks,
     ]
@@ -173,10 +180,12 @@ def fit_classifier(
     extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
     num_classes: int = 10,
     digit_sums: bool = False,
+    tensorboard_dir: Path | str | None = None,
 ) -> dict[str, Any]:
     """Train a softmax classifier with integer labels and measure it on the test set.
 
     Validation data is either the last `validation_split` of `train` or `validation_data`.
+    With `tensorboard_dir`, TensorBoard logs of the training are written there.
     Returns the test loss, accuracy and confusion matrix (rows: true class, columns: predicted);
     with `digit_sums`, also how well it sums the test set in consecutive groups of ten, as the
     service's `POST /predict/sum` with a digit model does (`sum_metrics`).
@@ -195,6 +204,7 @@ def fit_classifier(
         validation_data=validation_data,
         progress=progress,
         extra_callbacks=extra_callbacks,
+        tensorboard_dir=tensorboard_dir,
     )
     test_loss, test_accuracy = model.evaluate(test_x, test_y, batch_size=1024, verbose=0)
     probabilities = model.predict(test_x, batch_size=1024, verbose=0)

@@ -68,9 +68,11 @@ def train_svhn_cnn(
     mixed_precision: bool = False,
     svhn_dir: Path | str | None = None,
     model_dir: Path | str | None = None,
+    tensorboard_dir: Path | str | None = None,
     progress: ProgressReporter | None = None,
 ) -> dict[str, Any]:
-    """Train with early stopping on validation loss (best weights restored); save the model."""
+    """Train with early stopping on validation loss (best weights restored); save the model;
+    TensorBoard logs into `tensorboard_dir` when given."""
     run_facts = prepare_run(seed, mixed_precision)
     train, test = load_svhn(svhn_dir)
     train, test = train.head(train_limit), test.head(test_limit)
@@ -88,6 +90,7 @@ def train_svhn_cnn(
         epochs=epochs,
         validation_data=validation,
         progress=progress,
+        tensorboard_dir=tensorboard_dir,
         extra_callbacks=(early_stopping,),
     )
     result["stopped_early"] = result["epochs_run"] < epochs
