@@ -10,12 +10,14 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 from redis import Redis
 from redis.exceptions import RedisError
 
+from service.jobs import tensorboard
 from service.jobs.kinds import JOB_KINDS, JobKind
 from service.jobs.schemas import JobRecord, JobStatus
 from service.jobs.store import SERIES, JobStore, ModelEntry
@@ -223,7 +225,9 @@ def _run_started(
         os.environ.setdefault(
             "PREPARED_CACHE_DIR", str(settings.artifacts_dir / "cache" / "prepared")
         )
-        result = {**_entry_point(kind)(**arguments, progress=reporter), **started_from}
+        train = _entry_point(kind)
+        _describe_run(arguments.get("tensorboard_dir"), job_id, record)
+        result = {**train(**arguments, progress=reporter), **started_from}
     except JobEnded as error:  # nothing more to write for it (it may even be deleted)
         logger.warning("%s", error)
         _discard(models, model_id)
@@ -333,8 +337,8 @@ def _arguments(
     model_id: str | None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The training function's keyword arguments: params (a stored model's reference replaced
-    by its file), the resources it needs, model_dir; and the ids of the stored models that the
-    references named (`{param}_id`), for the result."""
+    by its file), the resources it needs, model_dir, tensorboard_dir (Keras kinds); and the ids
+    of the stored models that the references named (`{param}_id`), for the result."""
     available = {"mnist_path": settings.mnist_path, "svhn_dir": settings.svhn_dir}
     arguments = {**record.params, **{name: available[name] for name in kind.resources}}
     started_from = {}
@@ -347,7 +351,17 @@ def _arguments(
             started_from[f"{param}_id"] = stored.id
     if model_id is not None:
         arguments["model_dir"] = models.model_dir(model_id)
+    if kind.uses_tensorflow:
+        arguments["tensorboard_dir"] = tensorboard.log_dir(settings.artifacts_dir, record.id)
     return arguments, started_from
+
+
+def _describe_run(log_dir: Path | None, job_id: str, record: JobRecord) -> None:
+    """Name the job's TensorBoard run: its kind, id and params (TensorFlow is loaded by now)."""
+    if log_dir is not None:
+        from training.tensorboard_logs import describe_run
+
+        describe_run(log_dir, f"{record.kind} job {job_id}", record.params)
 
 
 def _discard(models: ModelStore, model_id: str | None) -> None:

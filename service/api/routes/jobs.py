@@ -1,8 +1,9 @@
-"""Training jobs: submit, inspect, list, cancel and delete."""
+"""Training jobs: submit, inspect, list, cancel and delete; download their TensorBoard logs."""
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import StreamingResponse
 
 from service.api.deps import (
     CeleryDep,
@@ -15,6 +16,7 @@ from service.api.deps import (
     WriteAccess,
 )
 from service.api.errors import ERROR_RESPONSES
+from service.jobs import tensorboard
 from service.jobs.kinds import JOB_KINDS, get_kind
 from service.jobs.queue import submit_job_once
 from service.jobs.schemas import JobKindInfo, JobPage, JobRecord, JobStatus, JobSubmission
@@ -93,6 +95,41 @@ def get_job_gradients(job_id: str, store: JobStoreDep) -> list[dict[str, Any]]:
     return store.entries(job_id, "gradients")
 
 
+@router.get(
+    "/{job_id}/tensorboard",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "A tar.gz of the job's log folder, entries under `{job_id}/`",
+        },
+        404: {
+            **ERROR_RESPONSES[404],
+            "description": "No such job, or it has no logs (not a Keras job, not started)",
+        },
+        409: {
+            **ERROR_RESPONSES[409],
+            "description": "The logs are too large to download (read them on disk)",
+        },
+    },
+)
+def download_tensorboard_logs(
+    job_id: str, store: JobStoreDep, settings: SettingsDep
+) -> StreamingResponse:
+    """Download the job's TensorBoard logs as a tar.gz, as they are so far."""
+    record = store.get(job_id)
+    # A plain `def`: FastAPI runs it in its thread pool, so packing never blocks the event loop.
+    archive, size = tensorboard.archive(settings.artifacts_dir, record)
+    return StreamingResponse(
+        tensorboard.chunks(archive),
+        media_type="application/gzip",
+        headers={
+            "Content-Length": str(size),
+            "Content-Disposition": f'attachment; filename="tensorboard-{job_id}.tar.gz"',
+        },
+    )
+
+
 @router.post(
     "/{job_id}/cancel",
     response_model=JobRecord,
@@ -114,7 +151,9 @@ def cancel_job(job_id: str, store: JobStoreDep, response: Response) -> JobRecord
     responses={204: {"description": "Deleted"}},
     dependencies=[WriteAccess],
 )
-def delete_job(job_id: str, store: JobStoreDep) -> Response:
-    """Delete a finished job: its record, history and gradients (not the model it trained)."""
+def delete_job(job_id: str, store: JobStoreDep, settings: SettingsDep) -> Response:
+    """Delete a finished job: its record, history, gradients and TensorBoard logs (not the model
+    it trained)."""
     store.delete(job_id)
+    tensorboard.remove_logs(settings.artifacts_dir, job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
