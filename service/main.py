@@ -16,6 +16,7 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
+from service.api import openapi
 from service.api.access import AccessMiddleware
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.deps import ReadAccess
@@ -207,6 +208,7 @@ def create_app() -> FastAPI:
     for router in (jobs, models, sweeps, presets, predict, tf_serving, kserve_v2, plots, metrics):
         app.include_router(router.router, dependencies=[ReadAccess])
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
+    openapi.install(app)
     return app
 
 

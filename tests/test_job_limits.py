@@ -256,8 +256,12 @@ def test_a_sweep_with_one_cell_over_a_limit_queues_nothing(idle):
 def test_every_preset_and_every_default_is_accepted(idle):
     # calculator-from-cnn starts from the newest stored cnn: a record of one trained with the
     # cnn preset's params (its files are only read when a job runs).
-    cnn = validated("cnn", **PRESETS["cnn"].body["params"])
     models = ModelStore(idle.redis, idle.log_dir / "artifacts")
+    assert models.newest("cnn") is None
+    early = idle.client.post("/presets/calculator-from-cnn/submit")
+    assert early.status_code == 409, early.text  # nothing to start from yet: train a cnn first
+    assert "No cnn model is stored yet" in early.json()["detail"]
+    cnn = validated("cnn", **PRESETS["cnn"].body["params"])
     models.register("0" * 32, "cnn", "1" * 32, cnn, {}, {})
     for name in PRESETS:
         response = idle.client.post(f"/presets/{name}/submit")

@@ -95,10 +95,10 @@ def test_a_backprop_job_has_a_graph_and_no_history(stack, backprop_job):
         assert (name, value, grad) == (node["name"], f"value {node['value']:.4g}",
                                        f"grad {node['grad']:.4g}")  # fmt: skip
     history = stack.client.get(f"/jobs/{job['id']}/plots/history.png")
-    assert history.status_code == 422
+    assert history.status_code == 404
     assert "graph.png" in history.json()["detail"]
     confusion = stack.client.get(f"/jobs/{job['id']}/plots/confusion.png")
-    assert confusion.status_code == 422
+    assert confusion.status_code == 404
 
 
 def longest_paths(nodes: list[dict]) -> dict[str, int]:
@@ -193,7 +193,9 @@ def test_a_graph_that_cannot_be_laid_out_says_why(nodes, message):
 
 
 def test_graph_of_a_keras_job_and_plots_of_unknown_jobs(stack, mlp_job):
-    assert stack.client.get(f"/jobs/{mlp_job['id']}/plots/graph.png").status_code == 422
+    graph = stack.client.get(f"/jobs/{mlp_job['id']}/plots/graph.png")
+    assert graph.status_code == 404  # that plot never exists for its kind
+    assert graph.json()["code"] == "not_plottable"
     assert stack.client.get(f"/jobs/{'0' * 32}/plots/history.png").status_code == 404
 
 
@@ -226,7 +228,7 @@ def test_the_sweep_figures_hold_every_cell(stack, sweep):
 def test_an_unknown_metric_is_refused_with_the_ones_there_are(stack, sweep):
     response = stack.client.get(f"/sweeps/{sweep['id']}/plots/metric.png",
                                 params={"metric": "happiness"})  # fmt: skip
-    assert response.status_code == 422
+    assert response.status_code == 404
     assert "test_accuracy" in response.json()["detail"]
 
 
@@ -238,7 +240,7 @@ def test_feature_maps_of_an_uploaded_digit(stack, digit_model, test_digits, mlp_
     _image(response.content)
     mlp = stack.client.post(f"/models/{mlp_job['result']['model_id']}/plots/feature-maps.png",
                             files=files)  # fmt: skip
-    assert mlp.status_code == 422
+    assert mlp.status_code == 404
     assert "cnn" in mlp.json()["detail"]
 
 

@@ -14,6 +14,7 @@ from redis import Redis
 from service.errors import ForbiddenError, UnauthorizedError
 from service.gates import Gate
 from service.jobs.idempotency import MAX_KEY_LENGTH
+from service.jobs.kinds import JOB_KINDS
 from service.jobs.store import JobStore
 from service.models.store import ModelStore
 from service.predict.models import ModelCache, ModelResolver
@@ -102,6 +103,11 @@ async def require_read_token(request: Request) -> None:
 MAX_OFFSET = 10**9
 Limit = Annotated[int, Query(ge=1, le=100, description="Items per page.")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")]
+# The kinds as the document's enum; the value is checked by `get_kind` (its error lists them).
+KindFilter = Annotated[
+    str | None,
+    Query(description="Only those of this job kind.", json_schema_extra={"enum": list(JOB_KINDS)}),
+]
 
 WriteAccess = Depends(require_write_token)
 ReadAccess = Depends(require_read_token)

@@ -7,6 +7,7 @@ the same status and text.
 """
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -132,11 +133,12 @@ async def _validation_error(request: Request, error: RequestValidationError) -> 
 
 async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
     codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
-    detail = str(error.detail)
+    detail, headers = str(error.detail), error.headers
     if error.status_code == 404 and detail == "Not Found":
         detail = f"No endpoint at {request.url.path}. See /docs for the API's endpoints."
     elif error.status_code == 405:
-        allowed = (error.headers or {}).get("Allow", "")
+        allowed = _allowed_methods(request, (headers or {}).get("Allow", ""))
+        headers = {**(headers or {}), "Allow": allowed}
         detail = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}."
     elif error.status_code == 400 and "parsing the body" in detail:
         detail = _binary_tensors(request) or (
@@ -145,9 +147,25 @@ async def _http_error(request: Request, error: StarletteHTTPException) -> JSONRe
         )
     code = codes.get(error.status_code, "http_error")
     # Keeps headers such as a 405's `Allow` (RFC 9110 requires it).
-    return error_response(
-        error.status_code, code, detail, headers=error.headers, path=request.url.path
-    )
+    return error_response(error.status_code, code, detail, headers=headers, path=request.url.path)
+
+
+def _allowed_methods(request: Request, fallback: str) -> str:
+    """The methods the API document lists for the request's path (Starlette's `Allow` names
+    only the first matching route's: POST alone for /jobs, which GET lists too). Where several
+    paths match (/v1/models/{name} and /v1/models/{name}:predict), the most literal one's."""
+    matching = [
+        (len(re.sub(r"\{[^/]+\}", "", template)), operations)
+        for template, operations in request.app.openapi()["paths"].items()
+        if re.fullmatch(re.sub(r"\{[^/]+\}", "[^/]+", template), request.url.path)
+    ]
+    if not matching:
+        return fallback  # a path the document leaves out (the page, its static files)
+    _, operations = max(matching, key=lambda item: item[0])
+    return ", ".join(sorted(method.upper() for method in operations if method in HTTP_METHODS))
+
+
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
 def _binary_tensors(request: Request) -> str | None:

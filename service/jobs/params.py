@@ -19,9 +19,11 @@ HiddenActivation = Literal[HIDDEN_ACTIVATIONS]
 
 
 class KindParams(BaseModel):
-    """Base for every kind's parameters: unknown names and non-finite numbers are rejected."""
+    """Base for every kind's parameters: unknown names, non-finite numbers and values of
+    another JSON type than the parameter's (0 for false, "1" for 1) are rejected, as the API
+    document's schema says."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class BackpropParams(KindParams):

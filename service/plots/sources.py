@@ -14,7 +14,10 @@ from service.sweeps.schemas import SweepRecord
 
 
 class NotPlottable(ServiceError):
-    status_code = 422
+    """The plot asked for does not exist for this job, sweep or model (another kind's plot, a
+    metric it never recorded): 404, as it never will. One that will exist later is a 409."""
+
+    status_code = 404
     code = "not_plottable"
 
 

@@ -7,6 +7,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from service.api.deps import (
+    KindFilter,
     Limit,
     ModelCacheDep,
     ModelResolverDep,
@@ -43,7 +44,7 @@ class AliasChange(BaseModel):
 @router.get("", response_model=ModelPage)
 def list_models(
     store: ModelStoreDep,
-    kind: Annotated[str | None, Query(description="Only models of this job kind.")] = None,
+    kind: KindFilter = None,
     limit: Limit = 20,
     offset: Offset = 0,
 ) -> ModelPage:
@@ -68,9 +69,9 @@ def get_model(model: ModelPath, store: ModelStoreDep) -> ModelRecord:
     return store.resolve(model)
 
 
-@router.delete("/{model_id}", status_code=204, dependencies=[WriteAccess])
+@router.delete("/{model}", status_code=204, dependencies=[WriteAccess])
 def delete_model(
-    model_id: Annotated[str, Path(description="The model's id (not an alias).")],
+    model_id: Annotated[str, Path(alias="model", description="The model's id (not an alias).")],
     store: ModelStoreDep,
     resolver: ModelResolverDep,
     cache: ModelCacheDep,
