@@ -67,19 +67,71 @@ def error_response(
     return JSONResponse(status_code=status, content=jsonable_encoder(body), headers=headers)
 
 
+# Each status the API answers with, what it means, and an example body (as /docs shows it).
+ERROR_EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
+    400: (
+        "The body could not be parsed (not JSON, or a broken multipart form)",
+        {"code": "bad_request", "detail": "The request body could not be parsed: send JSON with "
+         "`Content-Type: application/json`, or a well-formed multipart form for uploads."},
+    ),
+    401: (
+        "No bearer token, and this endpoint needs one (API_TOKEN is set)",
+        {"code": "unauthorized", "detail": "Submitting jobs needs a token: send the header "
+         "`Authorization: Bearer <token>` with the API_TOKEN the service was started with."},
+    ),
+    403: (
+        "Wrong bearer token",
+        {"code": "forbidden", "detail": "The bearer token is not the one this service was "
+         "started with (API_TOKEN)."},
+    ),
+    404: (
+        "Not found",
+        {"code": "not_found", "detail": "No job with id '3f2a...'. List existing jobs with GET "
+         "/jobs; ids are the 'id' field that POST /jobs returned (32 hexadecimal digits)."},
+    ),
+    409: (
+        "Conflict with the resource's current state",
+        {"code": "conflict", "detail": "No cnn model has been trained yet, so there is nothing to "
+         "answer digit predictions. Train one with POST /presets/cnn/submit, wait for the job "
+         "to succeed, and try again."},
+    ),
+    413: (
+        "Request body too large",
+        {"code": "too_many_images", "detail": "The request carries 65 images or inputs; at most "
+         "64 are read per request (MAX_IMAGES_PER_REQUEST). Split it into several requests."},
+    ),
+    415: (
+        "An upload (or base64 image) that is not an image this service can read",
+        {"code": "unsupported_image", "detail": "'digit.txt' is not an image this service can "
+         "read (cannot identify image file). Send one of: PNG, JPEG, BMP, TIFF, WEBP, GIF."},
+    ),
+    422: (
+        "Invalid request",
+        {"code": "validation_error", "detail": "Invalid parameters for job kind 'mlp': "
+         "params.epochs: Input should be less than or equal to 200. See GET /jobs/kinds for "
+         "every parameter, its type and its default.",
+         "errors": [{"loc": ["body", "params", "epochs"], "type": "less_than_equal",
+                     "msg": "Input should be less than or equal to 200"}]},
+    ),
+    500: (
+        "An unexpected error; the detail names the request id (X-Request-ID)",
+        {"code": "internal_error", "detail": "Something went wrong on the server's side while "
+         "answering this request (request id 9c1e...); nothing you sent was at fault."},
+    ),
+    503: (
+        "Redis (job store and queue) unreachable, or the service busy (Retry-After)",
+        {"code": "unavailable", "detail": "Redis, which holds jobs and their queue, is "
+         "unreachable (Connection refused). Nothing was changed. Check that Redis is running "
+         "at the configured REDIS_URL, then retry."},
+    ),
+}  # fmt: skip
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in [
-        (400, "The body could not be parsed (not JSON, or a broken multipart form)"),
-        (401, "No bearer token, and this endpoint needs one (API_TOKEN is set)"),
-        (403, "Wrong bearer token"),
-        (404, "Not found"),
-        (413, "Request body too large"),
-        (409, "Conflict with the resource's current state"),
-        (422, "Invalid request"),
-        (500, "An unexpected error; the detail names the request id (X-Request-ID)"),
-        (503, "Redis (job store and queue) unreachable, or the service busy (Retry-After)"),
-    ]
+    status: {
+        "model": ErrorResponse,
+        "description": description,
+        "content": {"application/json": {"example": example}},
+    }
+    for status, (description, example) in ERROR_EXAMPLES.items()
 }
 
 PROTOCOL_ERROR_EXAMPLES = {
@@ -105,7 +157,7 @@ PROTOCOL_ERROR_EXAMPLES = {
 PROTOCOL_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {
         "model": ProtocolError,
-        "description": ERROR_RESPONSES.get(status, {}).get("description", "Not an image"),
+        "description": ERROR_EXAMPLES[status][0],
         "content": {"application/json": {"example": {"error": example}}},
     }
     for status, example in PROTOCOL_ERROR_EXAMPLES.items()

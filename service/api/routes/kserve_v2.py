@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from service.api.deps import ModelCacheDep, ModelResolverDep, PrepareGateDep, SettingsDep
 from service.api.errors import PROTOCOL_ERROR_RESPONSES
+from service.api.examples import DIGIT_PNG_BASE64
 from service.api.routes.predict import loaded_model
 from service.errors import NotFoundError, ServiceError, UnavailableError
 from service.gates import Gate
@@ -139,6 +140,25 @@ class InferRequest(BaseModel):
     outputs: list[InferOutputRequest] | None = Field(
         None, max_length=8, description="The outputs to return, by name; default: all."
     )
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "id": "1",
+                    "inputs": [
+                        {
+                            "name": "image_bytes",
+                            "shape": [1],
+                            "datatype": "BYTES",
+                            "data": [DIGIT_PNG_BASE64],
+                        }
+                    ],
+                    "outputs": [{"name": "probabilities"}],
+                }
+            ]
+        }
+    }
 
 
 class InferOutput(BaseModel):

@@ -163,7 +163,10 @@ async def model_feature_maps(
     plots: PlotsDep,
     request: Request,
 ) -> Response:
-    """Every convolutional filter's output for the uploaded image, a mosaic per layer."""
+    """Every convolutional filter's output for the uploaded image, a mosaic per layer.
+
+    Example, with a cnn model's id or alias: `curl -F file=@digit.png
+    localhost:8000/models/$MODEL/plots/feature-maps.png -o maps.png`."""
     upload = await read_upload(file, settings)
     return await run_in_threadpool(_feature_maps, plots, request, models, model, upload, settings)
 

@@ -41,11 +41,7 @@ from training.data.sequences import DOUBTFUL_BELOW
 router = APIRouter(
     prefix="/predict",
     tags=["predict"],
-    responses={
-        **ERROR_RESPONSES,
-        413: ERROR_RESPONSES[422] | {"description": "Upload too large"},
-        415: ERROR_RESPONSES[422] | {"description": "Not a decodable image"},
-    },
+    responses=ERROR_RESPONSES,
 )
 
 ModelQuery = Annotated[
@@ -111,7 +107,10 @@ async def predict_digit(
     model: ModelQuery = None,
     debug: DebugQuery = False,
 ) -> DigitPrediction | DigitPredictions:
-    """Read the handwritten digit in each uploaded image (photo, scan or drawing)."""
+    """Read the handwritten digit in each uploaded image (photo, scan or drawing).
+
+    Example: `curl -F file=@digit.png localhost:8000/predict/digit` (several: repeat `-F
+    file=@...`; `?debug=true` adds the 28x28 image the model saw)."""
     record = await resolver.resolve(DIGIT_TASK, model)
     request.state.model_id = record.id
     loaded = await loaded_model(cache, record)
@@ -163,7 +162,11 @@ async def predict_sum(
     model: ModelQuery = None,
     debug: DebugQuery = False,
 ) -> SumPrediction:
-    """The sum of 10 handwritten digits, the digit read at each position and the running sums."""
+    """The sum of 10 handwritten digits, the digit read at each position and the running sums.
+
+    Example, 10 images: `curl -F files=@d0.png -F files=@d1.png ... -F files=@d9.png
+    localhost:8000/predict/sum`; one image of a row of 10 digits: `curl -F file=@row.jpg
+    localhost:8000/predict/sum`."""
     record, chosen = await _sum_model(resolver, method, model)
     request.state.model_id = record.id
     loaded = await loaded_model(cache, record)

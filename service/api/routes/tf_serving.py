@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from service.api.deps import ModelCacheDep, ModelResolverDep, PrepareGateDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
+from service.api.examples import DIGIT_PNG_BASE64
 from service.api.routes.predict import ModelInfo, loaded_model
 from service.predict.instances import (
     decode_images,
@@ -50,6 +51,8 @@ class PredictRequest(BaseModel):
         'Calculators: 10x28x28 arrays or lists of 10 {"b64": image}.',
     )
     signature_name: str | None = Field(None, description="Ignored: each model has one.")
+
+    model_config = {"json_schema_extra": {"examples": [{"instances": [{"b64": DIGIT_PNG_BASE64}]}]}}
 
 
 class PredictResponse(BaseModel):

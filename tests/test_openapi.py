@@ -1,0 +1,79 @@
+"""The API document teaches and is exact: every request has an example, every error status an
+example body, and job and sweep bodies are each kind's schema (what the code accepts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+import pytest
+
+from service.jobs.kinds import JOB_KINDS
+from service.main import app
+
+SPEC = app.openapi()
+OPERATIONS = [
+    (f"{method.upper()} {path}", operation)
+    for path, operations in SPEC["paths"].items()
+    for method, operation in operations.items()
+]
+
+
+def component(name: str) -> dict[str, Any]:
+    return SPEC["components"]["schemas"][name]
+
+
+def validator(name: str) -> jsonschema.Draft202012Validator:
+    """Validates against a component of the document, its references resolved in it."""
+    return jsonschema.Draft202012Validator({**SPEC, "$ref": f"#/components/schemas/{name}"})
+
+
+def has_example(schema: dict[str, Any]) -> bool:
+    if "example" in schema or "examples" in schema:
+        return True
+    reference = schema.get("$ref")
+    return bool(reference) and has_example(component(reference.rsplit("/", 1)[-1]))
+
+
+@pytest.mark.parametrize(("name", "operation"), OPERATIONS, ids=[name for name, _ in OPERATIONS])
+def test_every_request_body_and_every_error_has_an_example(name, operation):
+    body = operation.get("requestBody")
+    if body:
+        media_type, content = next(iter(body["content"].items()))
+        if media_type == "application/json":
+            assert has_example(content["schema"]) or "example" in content, name
+        else:  # file uploads: a curl command in the description
+            assert "curl " in operation["description"], name
+    for status, response in operation["responses"].items():
+        if status[0] in "45":
+            assert "example" in response.get("content", {}).get("application/json", {}), (
+                name,
+                status,
+            )
+
+
+@pytest.mark.parametrize("kind", JOB_KINDS)
+def test_a_job_body_is_its_kinds_schema(kind):
+    jobs = validator("JobSubmission")
+    assert jobs.is_valid({"kind": kind})
+    defaults = JOB_KINDS[kind].params_model().model_dump()
+    assert jobs.is_valid({"kind": kind, "params": defaults}), list(
+        jobs.iter_errors({"kind": kind, "params": defaults})
+    )
+    assert not jobs.is_valid({"kind": kind, "params": {"no_such_parameter": 1}})
+    first, value = next(iter(defaults.items()))
+    wrong_type = "text" if not isinstance(value, str) else 1
+    assert not jobs.is_valid({"kind": kind, "params": {first: wrong_type}})
+    assert not jobs.is_valid({"kind": "no-such-kind"})
+
+
+@pytest.mark.parametrize("kind", JOB_KINDS)
+def test_a_sweep_grid_names_its_kinds_parameters(kind):
+    sweeps = validator("SweepSubmission")
+    name, value = next(iter(JOB_KINDS[kind].params_model().model_dump().items()))
+    sweep = {"base": {"kind": kind}, "grid": {name: [value]}}
+    assert sweeps.is_valid(sweep), list(sweeps.iter_errors(sweep))
+    assert not sweeps.is_valid({**sweep, "grid": {"no_such_parameter": [1]}})
+    assert not sweeps.is_valid({**sweep, "grid": {name: []}})
+    assert not sweeps.is_valid({**sweep, "grid": {}})
+    assert not sweeps.is_valid({**sweep, "replicates": 0})
