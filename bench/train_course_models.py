@@ -1,8 +1,9 @@
 """Train course models on the full data and compare with a bare `model.fit` of the same model.
 
 For each model: its test metric and seconds per epoch as trained by the job code (with the
-service's reporting and gradient-statistics callbacks), then the same model, data, optimizer
-and epochs trained by a bare `model.fit` with no callbacks; the ratio is the callbacks' cost.
+service's reporting and gradient-statistics callbacks and TensorBoard logs, as a worker runs
+it), then the same model, data, optimizer and epochs trained by a bare `model.fit` with no
+callbacks; the ratio is the callbacks' cost.
 
     MNIST_PATH=../shared/data/mnist.npz python bench/train_course_models.py [--models cnn mlp]
         [--rounds 3] [--train-limit 12000]
@@ -17,6 +18,7 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +41,7 @@ from training.progress import RecordingReporter
 @dataclass
 class Case:
     name: str
-    run_job: Callable[[str | None, RecordingReporter], dict[str, Any]]
+    run_job: Callable[[str | None, RecordingReporter, str], dict[str, Any]]  # + the logs' folder
     bare_fit: Callable[[str | None], float]  # returns seconds per epoch
     metric: str
 
@@ -69,7 +71,9 @@ def mlp_case(epochs: int, train_limit: int | None) -> Case:
 
     return Case(
         "mlp 512 relu (course)",
-        lambda path, reporter: mlp.train_mlp(**params, mnist_path=path, progress=reporter),
+        lambda path, reporter, logs: mlp.train_mlp(
+            **params, mnist_path=path, progress=reporter, tensorboard_dir=logs
+        ),
         bare,
         "test_accuracy",
     )
@@ -94,8 +98,13 @@ def cnn_case(epochs: int, train_limit: int | None) -> Case:
 
     return Case(
         "cnn (defaults)",
-        lambda path, reporter: cnn.train_cnn(
-            epochs=epochs, seed=0, train_limit=train_limit, mnist_path=path, progress=reporter
+        lambda path, reporter, logs: cnn.train_cnn(
+            epochs=epochs,
+            seed=0,
+            train_limit=train_limit,
+            mnist_path=path,
+            progress=reporter,
+            tensorboard_dir=logs,
         ),
         bare,
         "test_accuracy",
@@ -131,8 +140,13 @@ def calculator_case(epochs: int, digit_labels: bool) -> Case:
     label = "digit labels" if digit_labels else "sum labels only"
     return Case(
         f"calculator ({label})",
-        lambda path, reporter: calculator.train_calculator(
-            digit_labels=digit_labels, epochs=epochs, seed=0, mnist_path=path, progress=reporter
+        lambda path, reporter, logs: calculator.train_calculator(
+            digit_labels=digit_labels,
+            epochs=epochs,
+            seed=0,
+            mnist_path=path,
+            progress=reporter,
+            tensorboard_dir=logs,
         ),
         bare,
         "test_sum_mae",
@@ -184,7 +198,8 @@ def main() -> None:
         job_seconds, bare_seconds, ratios = [], [], []
         for _ in range(args.rounds):
             reporter = RecordingReporter()
-            result = case.run_job(mnist_path, reporter)
+            with tempfile.TemporaryDirectory() as logs:
+                result = case.run_job(mnist_path, reporter, logs)
             epochs = len(reporter.history)
             job_seconds.append(sum(entry["seconds"] for entry in reporter.history) / epochs)
             bare_seconds.append(case.bare_fit(mnist_path))
