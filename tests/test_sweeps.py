@@ -94,6 +94,11 @@ def test_replicates_get_distinct_seeds_and_their_spread_is_reported(stack):
             ["body", "params", "activation"],
             "In the cell {'activation': 'gelu'}",
         ),
+        (  # found by schemathesis: a seed that is no number was taken for 0
+            {"base": {"kind": "mlp"}, "grid": {"seed": [{}]}},
+            ["body", "params", "seed"],
+            "In the cell {'seed': {}}",
+        ),
         (
             {"base": {"kind": "resnet"}, "grid": {"x": [1]}},
             ["body", "base", "kind"],

@@ -135,9 +135,12 @@ def _invalid_grid(name: str | None, message: str) -> None:
 
 def _replicate_params(kind: JobKind, params: dict[str, Any], replicate: int) -> dict[str, Any]:
     """Replicate r of a seeded kind runs with seed (given seed or 0) + r: repeatable, distinct."""
+    seed = params.get("seed")
     if "seed" not in kind.params_model.model_fields:
         return params
-    return params | {"seed": (params.get("seed") or 0) + replicate}
+    if seed is not None and type(seed) is not int:
+        return params  # not a seed ({}, "1", true): validation refuses it and says why
+    return params | {"seed": (seed or 0) + replicate}
 
 
 def summarize(record: SweepRecord, jobs: JobStore) -> SweepRecord:

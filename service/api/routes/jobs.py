@@ -9,6 +9,7 @@ from service.api.deps import (
     CeleryDep,
     IdempotencyKey,
     JobStoreDep,
+    KindFilter,
     Limit,
     ModelStoreDep,
     Offset,
@@ -52,7 +53,7 @@ def create_job(
 @router.get("", response_model=JobPage)
 def list_jobs(
     store: JobStoreDep,
-    kind: Annotated[str | None, Query(description="Only jobs of this kind.")] = None,
+    kind: KindFilter = None,
     status: Annotated[JobStatus | None, Query(description="Only jobs with this status.")] = None,
     limit: Limit = 20,
     offset: Offset = 0,
