@@ -145,7 +145,7 @@ def test_a_jobs_logs_download_with_its_history_gradients_and_graph(stack, digit_
     assert plugin(described, "_hparams_/session_start_info") == "hparams"
 
 
-def test_logs_so_far_while_a_job_runs_and_none_once_it_is_deleted(stack, tmp_path):
+def test_logs_so_far_while_a_job_runs_not_yet_while_queued_none_once_deleted(stack, tmp_path):
     job = stack.submit("mlp", hidden_units=[8], epochs=40, train_limit=1000, test_limit=100, seed=0)
     stack.wait_for_job(
         job["id"], lambda j: (j["progress"] or {}).get("epoch", 0) >= 3, what="in epoch 3"
@@ -154,6 +154,13 @@ def test_logs_so_far_while_a_job_runs_and_none_once_it_is_deleted(stack, tmp_pat
     assert stack.job(job["id"])["status"] == "running"  # it was while its logs were packed
     epochs = series(load_run(folder / "train"), "epoch_loss")
     assert 2 <= len(epochs) < 40 and sorted(epochs) == list(range(1, len(epochs) + 1))
+
+    queued = stack.submit("mlp", hidden_units=[8], epochs=1, train_limit=300, test_limit=100)
+    response = stack.client.get(f"/jobs/{queued['id']}/tensorboard")
+    assert response.status_code == 409  # not yet: the worker is busy with the first job
+    assert response.json()["code"] == "conflict"
+    assert "no TensorBoard logs yet: it is queued" in response.json()["detail"]
+    assert stack.client.post(f"/jobs/{queued['id']}/cancel").json()["status"] == "cancelled"
 
     stack.client.post(f"/jobs/{job['id']}/cancel")
     assert stack.wait_until_finished(job["id"])["status"] == "cancelled"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from service.errors import ConflictError, NotFoundError
+from service.errors import ConflictError, NotFoundError, ServiceError
 from service.jobs.kinds import JOB_KINDS
 from service.jobs.schemas import JobRecord, JobStatus
 from service.jobs.store import JOB_ID_PATTERN
@@ -45,12 +45,12 @@ def remove_logs(artifacts_dir: Path, job_id: str) -> None:
 
 def archive(artifacts_dir: Path, record: JobRecord) -> tuple[IO[bytes], int]:
     """A tar.gz of the job's logs as they are now (entries under `{job_id}/`), rewound, and its
-    size. `NotFoundError` saying why when the job has none; `ConflictError` when they are over
-    `MAX_ARCHIVE_BYTES`."""
+    size. When it has none, `NotFoundError` if it never will, `ConflictError` if not yet (each
+    saying why); `ConflictError` when they are over `MAX_ARCHIVE_BYTES`."""
     folder = log_dir(artifacts_dir, record.id)
     files = _log_files(folder)
     if not files:
-        raise NotFoundError(_no_logs_message(record))
+        raise _no_logs_error(record)
     total = sum(size for _, size in files)
     if total > MAX_ARCHIVE_BYTES:
         raise ConflictError(
@@ -95,25 +95,27 @@ def _log_files(folder: Path) -> list[tuple[Path, int]]:
     return found
 
 
-def _no_logs_message(record: JobRecord) -> str:
+def _no_logs_error(record: JobRecord) -> ServiceError:
+    """404 for a job that will never have logs; 409 for one that may have them later (as for
+    plots: `service.plots.sources`)."""
     kind = JOB_KINDS.get(record.kind)
     if kind is not None and not kind.uses_tensorflow:
         writers = ", ".join(name for name, other in JOB_KINDS.items() if other.uses_tensorflow)
-        return (
+        return NotFoundError(
             f"Job {record.id} is a {record.kind} job, which writes no TensorBoard logs; the Keras "
             f"kinds do ({writers})."
         )
     if record.status == JobStatus.QUEUED:
-        return (
+        return ConflictError(
             f"Job {record.id} has no TensorBoard logs yet: it is queued. They appear once it "
-            f"starts; GET /jobs/{record.id} says when it runs."
+            f"starts; GET /jobs/{record.id} says when it runs. Try again then."
         )
     if record.status == JobStatus.RUNNING:
-        return (
+        return ConflictError(
             f"Job {record.id} has no TensorBoard logs yet: it has just started. They appear "
             "before its first epoch; try again in a few seconds."
         )
-    return (
+    return NotFoundError(
         f"Job {record.id} ({record.status.value}) has no TensorBoard logs: none were written (it "
         "ended before training, or ran on a worker that wrote none), or they were removed."
     )

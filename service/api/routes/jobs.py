@@ -106,11 +106,13 @@ def get_job_gradients(job_id: str, store: JobStoreDep) -> list[dict[str, Any]]:
         },
         404: {
             **ERROR_RESPONSES[404],
-            "description": "No such job, or it has no logs (not a Keras job, not started)",
+            "description": "No such job, or one that has no logs and never will (not a Keras "
+            "job, or it ended without writing any)",
         },
         409: {
             **ERROR_RESPONSES[409],
-            "description": "The logs are too large to download (read them on disk)",
+            "description": "No logs yet (the job is queued or has just started), or logs too "
+            "large to download (read them on disk)",
         },
     },
 )
