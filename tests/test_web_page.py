@@ -1,15 +1,24 @@
-"""The web page at `/`, end to end in headless Chromium (Debian's, driven by Playwright)."""
+"""The web page at `/`, end to end in headless Chromium (Debian's, driven by Playwright), checked
+for what a person sees: visible text, loaded images, the models' state, no console errors.
+
+Screenshots of the fresh page, a digit read, a sum and a running job go to pytest's tmp_path."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.photo_like import encode, photo_of_digit, photo_of_row
+from training.data.sequences import DOUBTFUL_BELOW
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+WAIT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +33,29 @@ def browser():
         launched.close()
 
 
+class Console:
+    """Errors the page logged or threw."""
+
+    def __init__(self, page) -> None:
+        self.errors: list[str] = []
+        page.on("console", lambda message: message.type == "error" and self.errors.append(
+            f"{message.text} at {message.location}"))  # fmt: skip
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+
+def open_page(browser, url: str, **context_options):
+    """A new browser context on `url`, its console watched (`page.console.errors`)."""
+    context = browser.new_context(viewport={"width": 1100, "height": 900}, **context_options)
+    opened = context.new_page()
+    console = Console(opened)
+    opened.goto(url)
+    return context, opened, console
+
+
 @pytest.fixture
 def page(browser, stack):
-    context = browser.new_context(viewport={"width": 1100, "height": 900})
-    opened = context.new_page()
-    opened.goto(stack.base_url + "/")
+    context, opened, console = open_page(browser, stack.base_url + "/")
+    opened.console_errors = console.errors
     yield opened
     context.close()
 
@@ -50,6 +77,156 @@ def ring(cx: float, cy: float, rx: float, ry: float) -> list[tuple[float, float]
     return [(cx + rx * np.cos(a), cy + ry * np.sin(a)) for a in angles]
 
 
+# What a person sees, measured in the page.
+
+VISIBLE_IMAGES = """() => [...document.images]
+  .filter((image) => image.getClientRects().length > 0)
+  .map((image) => ({src: image.getAttribute('src') || '', alt: image.alt,
+                    complete: image.complete, width: image.naturalWidth}))"""
+
+
+def visible_images(page) -> list[dict]:
+    return page.evaluate(VISIBLE_IMAGES)
+
+
+def assert_no_broken_images(page) -> None:
+    """Every image on screen has a source, has loaded, and has alt text."""
+    for image in visible_images(page):
+        assert image["src"] and image["complete"] and image["width"] > 0, image
+        assert image["alt"].strip(), image
+
+
+def card(page, which: str) -> dict:
+    """A default model's card in the status strip: its state and the words it shows."""
+    locator = page.locator(f"#status-{which}")
+    return {
+        "state": locator.get_attribute("data-state"),
+        "text": locator.inner_text(),
+        "progress": locator.locator("progress").is_visible(),
+        "button": locator.locator("button").is_visible(),
+    }
+
+
+CONTRAST = """() => {
+  const channel = (value) => { value /= 255;
+    return value <= 0.03928 ? value / 12.92 : ((value + 0.055) / 1.055) ** 2.4; };
+  const luminance = ([r, g, b]) => 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+  const rgba = (text) => text.match(/[\\d.]+/g).map(Number);
+  const background = (element) => {
+    for (let node = element; node; node = node.parentElement) {
+      const color = rgba(getComputedStyle(node).backgroundColor);
+      if (color.length < 4 || color[3] > 0.9) return color;
+    }
+    return [255, 255, 255];
+  };
+  const low = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let text = walker.nextNode(); text; text = walker.nextNode()) {
+    const element = text.parentElement;
+    if (!text.textContent.trim() || !element.getClientRects().length) continue;
+    const style = getComputedStyle(element);
+    if (style.visibility === 'hidden' || style.clip === 'rect(0px, 0px, 0px, 0px)') continue;
+    const [a, b] = [luminance(rgba(style.color)), luminance(background(element))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const large = parseFloat(style.fontSize) >= 24 ||
+      (parseFloat(style.fontSize) >= 18.66 && Number(style.fontWeight) >= 700);
+    const words = text.textContent.trim().slice(0, 30);
+    if (ratio < (large ? 3 : 4.5)) low.push(`${words}: ${ratio.toFixed(2)}`);
+  }
+  return low;
+}"""
+
+UNLABELLED = """() => [...document.querySelectorAll('input, select, button, textarea, canvas')]
+  .filter((element) => !(element.labels && element.labels.length) &&
+          !element.getAttribute('aria-label') && !element.getAttribute('aria-labelledby') &&
+          !(element.tagName === 'BUTTON' && element.textContent.trim()))
+  .map((element) => element.outerHTML.slice(0, 80))"""
+
+FOCUSED = """() => {
+  const element = document.activeElement;
+  const shown = (node) => { const style = getComputedStyle(node);
+    return style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2; };
+  const holder = element.closest('label.file') || element;
+  return {id: element.id || element.textContent.trim().slice(0, 20), tag: element.tagName,
+          visible: shown(holder)};
+}"""
+
+
+def assert_keyboard_and_reader_friendly(page) -> None:
+    """Every control is labelled, reached with Tab with a visible focus ring (file inputs too),
+    results are announced, and all text on screen has enough contrast."""
+    assert page.evaluate(UNLABELLED) == []
+    reached = []
+    for _ in range(25):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(FOCUSED)
+        if focused["tag"] == "BODY":
+            continue  # focus between the page and the browser's own controls
+        assert focused["visible"], focused
+        reached.append(focused["id"])
+    assert {"digit-read", "digit-file", "sum-row-file", "sum-files", "sum-method"} <= set(reached)
+    for region in ("#digit-result", "#sum-result", "#status-digit .state", "#job-state"):
+        assert page.get_attribute(region, "aria-live") == "polite"
+    assert page.evaluate(CONTRAST) == []
+
+
+def shoot(page, path: Path) -> None:
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+
+
+# A fresh start, as a new user sees it: the default models queued, then training.
+
+
+def test_a_fresh_start_says_the_default_models_are_training(browser, mnist_path, tmp_path):
+    from tests.conftest import FAULTS_DB
+    from tests.stack import ServiceStack
+
+    fresh = ServiceStack(
+        FAULTS_DB, tmp_path, MNIST_PATH=str(mnist_path), BOOTSTRAP_MODELS="true",
+        BOOTSTRAP_OVERRIDES=json.dumps({"epochs": 2, "train_limit": 3000, "test_limit": 500}),
+        PRELOAD_MODELS="false",
+    )  # fmt: skip
+    fresh.start(worker=False)
+    context = None
+    try:
+        context, page, console = open_page(browser, fresh.base_url + "/")
+        page.wait_for_selector("#status-digit[data-state='queued']", timeout=WAIT_MS)
+        page.wait_for_selector("#status-calculator[data-state='none']", timeout=WAIT_MS)
+        [job] = fresh.client.get("/jobs").json()["items"]  # the bootstrap job
+        digit = card(page, "digit")
+        assert "Queued" in digit["text"] and job["id"][:8] in digit["text"]
+        calculator = card(page, "calculator")
+        assert "No calculator yet" in calculator["text"] and "digit model" in calculator["text"]
+        assert page.locator("#status-calculator button").is_disabled()
+        # Nothing empty or broken before first use: no result, no image, no empty table.
+        for hidden in ("#digit-result", "#sum-result", "#job-view"):
+            assert not page.locator(hidden).is_visible()
+        assert visible_images(page) == []
+        assert (
+            page.locator("#digit-notice").is_visible() and page.locator("#sum-notice").is_visible()
+        )
+        page.wait_for_selector(f"#jobs-table tr[data-job='{job['id']}']")
+        assert_keyboard_and_reader_friendly(page)
+        shoot(page, tmp_path / "fresh.png")
+
+        fresh.start_worker()
+        page.wait_for_selector("#status-digit[data-state='training'] .state:has-text('epoch')",
+                               timeout=120_000)  # fmt: skip
+        digit = card(page, "digit")
+        assert re.search(r"Training: epoch [12] of 2", digit["text"]), digit
+        assert digit["progress"] and "409" in digit["text"]
+        shoot(page, tmp_path / "fresh-training.png")
+        assert console.errors == []
+    finally:
+        if context:
+            context.close()
+        fresh.stop()
+
+
+# Reading digits and sums on the session's models.
+
+
 @pytest.mark.parametrize(
     ("digit", "strokes"),
     [
@@ -58,15 +235,42 @@ def ring(cx: float, cy: float, rx: float, ry: float) -> list[tuple[float, float]
         (7, [[(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]]),
     ],
 )
-def test_drawing_a_digit_reads_it(page, stack, digit_model, digit, strokes):
+def test_drawing_a_digit_reads_it(page, stack, digit_model, digit, strokes, tmp_path):
     page.goto(f"{stack.base_url}/?model={digit_model['id']}")  # not whichever cnn is newest
+    page.wait_for_selector("#status-digit[data-state='ready']", timeout=WAIT_MS)
     draw(page, "#digit-canvas", strokes)
     page.click("#digit-read")
     page.wait_for_selector("#digit-result:not([hidden])")
     assert page.text_content("#digit-answer") == str(digit)
     assert page.locator("#digit-bars li").count() == 10
-    assert page.get_attribute("#digit-seen", "src").startswith("data:image/png;base64,")
+    page.wait_for_function("document.getElementById('digit-seen').naturalWidth === 28")
+    assert_no_broken_images(page)
     assert digit_model["id"] in page.text_content("#digit-model")
+    if digit == 7:
+        shoot(page, tmp_path / "digit.png")
+    assert page.console_errors == []
+
+
+def test_reading_an_empty_pad_asks_for_a_drawing_first(page):
+    page.click("#digit-read")
+    page.wait_for_selector("#digit-error:not([hidden])")
+    assert "Draw a digit" in page.text_content("#digit-error")
+    assert not page.locator("#digit-result").is_visible()
+
+
+def test_the_strip_shows_the_models_the_page_reads_with(page, stack, digit_model,
+                                                        calculator_model):  # fmt: skip
+    page.goto(f"{stack.base_url}/?model={digit_model['id']}&calculator={calculator_model['id']}")
+    page.wait_for_selector("#status-calculator[data-state='ready']", timeout=WAIT_MS)
+    digit, calculator = card(page, "digit"), card(page, "calculator")
+    assert digit["state"] == "ready" and digit_model["id"][:8] in digit["text"]
+    accuracy = digit_model["metrics"]["test_accuracy"]
+    assert f"test accuracy {100 * accuracy:.1f}%" in digit["text"]
+    exact = calculator_model["metrics"]["test_exact_sum_accuracy"]
+    assert calculator_model["id"][:8] in calculator["text"]
+    assert f"exact sums {100 * exact:.1f}%" in calculator["text"]
+    assert not digit["button"] and not calculator["button"]
+    assert page.console_errors == []
 
 
 def test_uploading_a_photo_answers_as_the_api_does(page, stack, digit_model, test_digits, tmp_path):
@@ -78,16 +282,41 @@ def test_uploading_a_photo_answers_as_the_api_does(page, stack, digit_model, tes
     assert page.text_content("#digit-answer") == str(expected.json()["digit"])
 
 
-def test_a_photo_of_a_row_is_added_up(page, stack, digit_model, test_digits, tmp_path):
+def test_a_photo_of_a_row_is_added_up_with_each_digit_s_confidence(
+    page, stack, digit_model, test_digits, tmp_path
+):
     row = tmp_path / "row.jpg"
     row.write_bytes(encode(photo_of_row(test_digits[0][:10], np.random.default_rng(4)), "JPEG"))
+    page.goto(f"{stack.base_url}/?model={digit_model['id']}")
     page.select_option("#sum-method", "digit-model")
     page.set_input_files("#sum-row-file", str(row))
     page.wait_for_selector("#sum-result:not([hidden])")
-    digits = [int(cell) for cell in page.locator("#sum-digits td").all_text_contents()]
-    assert len(digits) == 10
-    assert page.text_content("#sum-answer") == str(sum(digits))
-    assert page.locator("#sum-images img").count() == 10
+    expected = stack.client.post(
+        "/predict/sum", params={"method": "digit-model", "model": digit_model["id"]},
+        files={"file": ("row.jpg", row.read_bytes())},
+    ).json()  # fmt: skip
+    positions = page.locator("#sum-positions li")
+    assert positions.count() == 10
+    assert page.text_content("#sum-answer") == str(expected["sum"])
+    for index, (digit, confidence, running) in enumerate(
+        zip(expected["digits"], expected["confidences"], expected["cumulative"], strict=True)
+    ):
+        position = positions.nth(index)
+        assert position.locator(".digit").inner_text() == str(digit)
+        assert position.locator(".confidence").inner_text() == f"{round(100 * confidence)}% sure"
+        assert position.locator(".running").inner_text() == f"running sum {running}"
+        doubtful = confidence < DOUBTFUL_BELOW
+        assert ("doubt" in (position.get_attribute("class") or "")) == doubtful
+        assert position.locator(".flag").count() == int(doubtful)
+    assert page.locator("#sum-doubt").is_visible() == expected["uncertain"]
+    assert "digit by digit" in page.text_content("#sum-method-used")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#sum-positions img')].every((i) => i.naturalWidth === 28)"
+    )
+    assert page.locator("#sum-positions img").count() == 10
+    assert_no_broken_images(page)
+    shoot(page, tmp_path / "sum.png")
+    assert page.console_errors == []
 
 
 def test_an_upload_that_is_not_an_image_shows_the_service_s_message(page, tmp_path):
@@ -98,13 +327,81 @@ def test_an_upload_that_is_not_an_image_shows_the_service_s_message(page, tmp_pa
     assert "not an image" in page.text_content("#digit-error")
 
 
-def test_a_job_is_seen_running_then_finished_with_its_plots(page, stack, mnist_path):
-    job = stack.submit("mlp", hidden_units=[16], epochs=4, train_limit=3000, test_limit=300)
+# Jobs: followed live, their plots inline.
+
+
+def test_a_running_job_s_plots_are_shown_and_redrawn_until_it_finishes(
+    page, stack, mnist_path, tmp_path
+):
+    # About 2 s an epoch: long enough for the page to show plots while it runs.
+    job = stack.submit("mlp", hidden_units=[16], epochs=6, batch_size=16, train_limit=8000,
+                       test_limit=300)  # fmt: skip
     row = f"#jobs-table tr[data-job='{job['id']}']"
-    page.wait_for_selector(f"{row} .progress-text:has-text('epoch')", timeout=90_000)
-    page.wait_for_selector(f"{row} .status-succeeded", timeout=120_000)
-    page.click(f"{row} a:has-text('history')")
-    page.wait_for_function("document.getElementById('plot-image').naturalWidth > 300")
+    page.wait_for_selector(row, timeout=WAIT_MS)
+    page.click(f"{row} button[data-show]")
+    assert page.get_attribute(f"{row} button[data-show]", "aria-pressed") == "true"
+    # The history plot while the job runs, after its first epochs.
+    page.wait_for_function(
+        """() => document.getElementById('job-state').textContent.startsWith('running')
+            && document.querySelector('#job-plots figure[data-plot="history"]:not([hidden]) img')
+               ?.naturalWidth > 300""",
+        timeout=120_000,
+    )
+    running_src = page.get_attribute("#job-plots figure[data-plot='history'] img", "src")
+    assert job["id"] in running_src and "running" in running_src
+    page.wait_for_selector("#job-plots figure[data-plot='gradients']:not([hidden])")
+    assert page.locator("#job-progress").is_visible()
+    assert_no_broken_images(page)
+    shoot(page, tmp_path / "job-running.png")
+
+    page.wait_for_selector("#job-outcome:has-text('test accuracy')", timeout=120_000)
+    finished = stack.job(job["id"])
+    assert finished["status"] == "succeeded", finished["error"]
+    accuracy = f"test accuracy {100 * finished['result']['test_accuracy']:.1f}%"
+    assert accuracy in page.inner_text("#job-outcome")
+    page.wait_for_selector("#job-plots figure[data-plot='confusion']:not([hidden])")
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('#job-plots figure img')]
+            .every((image) => image.src.endsWith('-succeeded') && image.naturalWidth > 300)"""
+    )
+    history = stack.client.get(f"/jobs/{job['id']}/history").json()
+    assert page.inner_text("#job-plots figure[data-plot='history'] figcaption") == (
+        f"after {len(history)} epochs"
+    )
+    assert_no_broken_images(page)
+    # Polling stops once the job has finished.
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    time.sleep(4)
+    assert not [url for url in asked if f"/jobs/{job['id']}" in url]
+    assert page.console_errors == []
+
+
+def test_a_backprop_job_shows_its_graph_and_every_node_s_value_and_gradient(page, stack, tmp_path):
+    job = stack.wait_until_finished(stack.submit("backprop", steps=2)["id"])
+    assert job["status"] == "succeeded", job["error"]
+    row = f"#jobs-table tr[data-job='{job['id']}']"
+    page.wait_for_selector(row, timeout=WAIT_MS)
+    page.click(f"{row} button[data-show]")
+    page.wait_for_function(
+        "document.querySelector('#job-graph-figure figure:not([hidden]) img')?.naturalWidth > 600"
+    )
+    nodes = job["result"]["nodes"]
+    rows = page.locator("#graph-nodes tbody tr")
+    assert rows.count() == len(nodes)
+    for index, node in enumerate(nodes):
+        name, operation, inputs, value, grad = rows.nth(index).locator("th, td").all_inner_texts()
+        assert (name, operation) == (node["name"], node["op"])
+        assert inputs == (", ".join(node["inputs"]) or "-")
+        assert float(value) == pytest.approx(node["value"], rel=1e-3)
+        assert float(grad) == pytest.approx(node["grad"], rel=1e-3)
+    alt = page.get_attribute("#job-graph-figure img", "alt")
+    assert "loss" in alt and f"{len(nodes)} nodes" in alt
+    shown_loss = re.search(r"Loss (\S+) before the first update", page.inner_text("#job-outcome"))
+    assert float(shown_loss[1]) == pytest.approx(job["result"]["loss"], rel=1e-3)
+    assert_no_broken_images(page)
+    shoot(page, tmp_path / "job-graph.png")
+    assert page.console_errors == []
 
 
 def test_presets_are_listed_and_submitted(page, stack):
@@ -125,29 +422,39 @@ def test_the_page_fits_a_phone(browser, stack):
     phone.goto(stack.base_url + "/")
     for canvas in ("#digit-canvas", "#sum-canvas"):
         assert phone.locator(canvas).bounding_box()["width"] <= 390
+    overflowing = phone.evaluate("""() => [...document.querySelectorAll('body *')]
+      .filter((element) => element.getBoundingClientRect().right > 390 &&
+                           !element.closest('.table-scroll'))
+      .map((element) => element.outerHTML.slice(0, 100))""")
+    assert overflowing == []
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     context.close()
 
 
 def test_with_an_api_token_the_page_asks_for_it_and_sends_it(browser, tmp_path):
+    """Also: a missing default model's card offers its preset, and its button trains one."""
     from tests.conftest import FAULTS_DB
     from tests.stack import ServiceStack
 
     guarded = ServiceStack(FAULTS_DB, tmp_path, API_TOKEN="page-token-of-16-chars")
     guarded.start(worker=False)
     try:
-        context = browser.new_context()
-        page = context.new_page()
-        page.goto(guarded.base_url + "/")
-        page.select_option("#preset-name", "cnn")
-        page.click("#preset-form button")
-        page.wait_for_selector("#preset-status:has-text('token')")
+        context, page, _ = open_page(browser, guarded.base_url + "/")
+        page.wait_for_selector("#status-digit[data-state='none']", timeout=WAIT_MS)
+        assert "No digit model yet" in card(page, "digit")["text"]
+        page.click("#status-digit button")
+        page.wait_for_selector("#status-digit .detail:has-text('token')")
         assert page.locator("#token-box").get_attribute("open") is not None
         page.fill("#token", "page-token-of-16-chars")
         page.dispatch_event("#token", "change")
+        page.click("#status-digit button")
+        page.wait_for_selector("#status-digit[data-state='queued']", timeout=WAIT_MS)
+        [job] = guarded.client.get("/jobs").json()["items"]
+        assert job["kind"] == "cnn" and job["id"][:8] in card(page, "digit")["text"]
+        page.select_option("#preset-name", "mlp-64-64")
         page.click("#preset-form button")
         page.wait_for_selector("#preset-status:has-text('queued')")
-        assert guarded.client.get("/jobs").json()["total"] == 1
+        assert guarded.client.get("/jobs").json()["total"] == 2
         context.close()
     finally:
         guarded.stop()

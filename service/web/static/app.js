@@ -1,7 +1,37 @@
-// The digit service's page: draw or upload digits, read the answers, follow jobs.
+// The digit service's page: the default models' state, draw or upload digits and read the
+// answers, follow jobs with their plots inline.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+
+// Polling: bounded intervals, none while the page is hidden, never two requests of one kind at once.
+const POLL_BUSY_MS = 1500; // a job or a default model is training
+const POLL_IDLE_MS = 10000; // nothing is changing
+
+function every(task) {
+  let timer = null;
+  let running = false;
+  let again = false;
+  const run = async () => {
+    if (running) {
+      again = true; // asked again meanwhile: once more right after, never two at once
+      return;
+    }
+    clearTimeout(timer);
+    running = true;
+    let wait = POLL_IDLE_MS;
+    try {
+      wait = document.hidden ? POLL_IDLE_MS : await task();
+    } catch (error) {
+      wait = POLL_IDLE_MS; // shown by the task where it matters; tried again later
+    } finally {
+      running = false;
+      timer = setTimeout(run, again ? 0 : wait);
+      again = false;
+    }
+  };
+  return run;
+}
 
 // Drawing pads: black strokes on white, with a pen that scales with the canvas.
 function drawingPad(canvas, penWidth) {
@@ -41,13 +71,21 @@ function drawingPad(canvas, penWidth) {
     canvas.addEventListener(name, () => { drawing = false; });
   }
   clear();
-  return { clear, blob: () => new Promise((resolve) => canvas.toBlob(resolve, "image/png")) };
+  return {
+    clear,
+    empty: () => canvas.dataset.empty === "true",
+    blob: () => new Promise((resolve) => canvas.toBlob(resolve, "image/png")),
+  };
 }
 
 // The API token, if the service has one (API_TOKEN): kept in this browser only.
 const TOKEN_KEY = "digit-service-token";
 $("token").value = localStorage.getItem(TOKEN_KEY) || "";
-$("token").addEventListener("change", () => localStorage.setItem(TOKEN_KEY, $("token").value.trim()));
+$("token").addEventListener("change", () => {
+  localStorage.setItem(TOKEN_KEY, $("token").value.trim());
+  refreshModels();
+  refreshJobs();
+});
 
 function api(url, options = {}) {
   const token = localStorage.getItem(TOKEN_KEY);
@@ -55,24 +93,213 @@ function api(url, options = {}) {
   return fetch(url, { ...options, headers: { ...headers, ...(options.headers || {}) } });
 }
 
-async function post(url, form) {
-  const response = await api(url, { method: "POST", body: form });
+class ApiError extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.status = status;
+  }
+}
+
+// The JSON body of a request, or an ApiError with the service's message.
+async function call(url, options = {}) {
+  const response = await api(url, options);
   const body = await response.json().catch(() => ({ detail: response.statusText }));
-  if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
+  if (!response.ok) {
+    if (response.status === 401 || response.status === 403) $("token-box").open = true;
+    throw new ApiError(response.status, body.detail || `HTTP ${response.status}`);
+  }
   return body;
 }
+
+const get = (url) => call(url);
+const post = (url, form) => call(url, { method: "POST", body: form });
 
 function showError(element, error) {
   element.textContent = error ? String(error.message || error) : "";
   element.hidden = !error;
 }
 
+// Set text only when it changes, so live regions announce changes, not every refresh.
+function say(element, text) {
+  if (element.textContent !== text) element.textContent = text;
+}
+
+function make(tag, properties = {}, ...children) {
+  const element = Object.assign(document.createElement(tag), properties);
+  element.append(...children);
+  return element;
+}
+
 const png = (base64) => `data:image/png;base64,${base64}`;
+const percent = (value, digits = 1) => `${(100 * value).toFixed(digits)}%`;
+const short = (id) => id.slice(0, 8);
+// Four significant digits, as the compute-graph plot shows them.
+const number = (value) => (value === null || value === undefined ? "-" : String(Number(Number(value).toPrecision(4))));
 
 // Which models answer: the page's own ?model= (a digit model) and ?calculator= (id or alias),
 // else the service's defaults. A link can carry them.
 const chosen = new URLSearchParams(location.search);
 const modelQuery = (name) => (chosen.get(name) ? `&model=${encodeURIComponent(chosen.get(name))}` : "");
+
+// Progress of a job: the fraction done and the words for it.
+function progressOf(job) {
+  const p = job.progress || {};
+  if (p.epochs) {
+    const done = (p.epoch - 1 + (p.batches ? (p.batch || 0) / p.batches : 1)) / p.epochs;
+    return [Math.min(Math.max(done, 0), 1), `epoch ${p.epoch} of ${p.epochs}`];
+  }
+  if (p.steps) return [p.step / p.steps, `step ${p.step} of ${p.steps}`];
+  return [job.status === "succeeded" ? 1 : 0, ""];
+}
+
+const RUNNING = new Set(["queued", "running"]);
+
+// The default models: ready, training, queued, or missing (with a button that trains one).
+const DEFAULTS = {
+  digit: { card: $("status-digit"), kind: "cnn", query: "model", preset: "cnn",
+    noun: "digit model", answers: "Digits are read" },
+  calculator: { card: $("status-calculator"), kind: "calculator", query: "calculator",
+    preset: "calculator-from-cnn", noun: "calculator", answers: "Sums are read" },
+};
+
+function accuracyOf(model) {
+  const m = model.metrics || {};
+  if (model.kind === "calculator") {
+    const parts = [];
+    if (m.test_exact_sum_accuracy !== undefined) parts.push(`exact sums ${percent(m.test_exact_sum_accuracy)}`);
+    if (m.test_digit_accuracy !== undefined) parts.push(`digits ${percent(m.test_digit_accuracy)}`);
+    return parts.length ? `test accuracy: ${parts.join(", ")}` : "";
+  }
+  return m.test_accuracy !== undefined ? `test accuracy ${percent(m.test_accuracy)}` : "";
+}
+
+async function defaultState(which) {
+  const spec = DEFAULTS[which];
+  const named = chosen.get(spec.query);
+  let model = null;
+  if (named) {
+    try {
+      model = await get(`/models/${encodeURIComponent(named)}`);
+    } catch (error) {
+      if (error.status !== 404) throw error;
+      return { state: "missing", text: `No model named “${named}”`,
+        detail: `This page's link asks for ${spec.noun} “${named}”, which is not stored.` };
+    }
+  } else {
+    model = (await get(`/models?kind=${spec.kind}&limit=1`)).items[0] || null;
+  }
+  const jobs = (await get(`/jobs?kind=${spec.kind}&limit=10`)).items;
+  const active = jobs.find((job) => job.status === "running") || jobs.find((job) => job.status === "queued");
+  return { model, active, latest: jobs[0] || null, named };
+}
+
+function showModelCard(which, found, digitReady) {
+  const spec = DEFAULTS[which];
+  const card = spec.card;
+  const state = card.querySelector(".state");
+  const detail = card.querySelector(".detail");
+  const bar = card.querySelector("progress");
+  const button = card.querySelector("button");
+  bar.hidden = true;
+  button.hidden = true;
+  if (found.state === "missing") {
+    card.dataset.state = "missing";
+    say(state, found.text);
+    say(detail, found.detail);
+    return;
+  }
+  const { model, active, latest, named } = found;
+  const showJob = (job) => {
+    const [fraction, words] = progressOf(job);
+    bar.hidden = job.status !== "running";
+    bar.value = fraction;
+    bar.title = words;
+    return words;
+  };
+  if (model) {
+    card.dataset.state = "ready";
+    const link = !named ? "" : named === model.id ? " (chosen by this page's link)"
+      : ` (“${named}”, chosen by this page's link)`;
+    say(state, `Ready: ${model.kind} ${short(model.id)}${link}`);
+    const accuracy = accuracyOf(model);
+    const newer = active && !named
+      ? ` Job ${short(active.id)} is training a newer one${active.status === "running" ? `: ${showJob(active) || "starting"}` : " (queued)"}.`
+      : "";
+    say(detail, `${accuracy ? `${accuracy}.` : ""}${newer}`.trim());
+    card.dataset.job = active && !named ? active.id : "";
+    return;
+  }
+  card.dataset.job = active ? active.id : "";
+  if (active && active.status === "running") {
+    card.dataset.state = "training";
+    const words = showJob(active);
+    say(state, `Training: ${words || "starting"}`);
+    say(detail, `Job ${short(active.id)} is training it. ${spec.answers} once it has finished; until then they answer 409.`);
+    return;
+  }
+  if (active) {
+    card.dataset.state = "queued";
+    say(state, "Queued: waiting for a worker");
+    say(detail, `Job ${short(active.id)} will train it when a worker is free. ${spec.answers} once it has finished.`);
+    return;
+  }
+  card.dataset.state = "none";
+  const failed = latest && latest.status === "failed" ? ` The last job, ${short(latest.id)}, failed: ${latest.error || "no reason given"}` : "";
+  say(state, `No ${spec.noun} yet`);
+  button.hidden = false;
+  if (which === "calculator" && !digitReady) {
+    button.disabled = true;
+    say(detail, `It is built from the digit model: possible once that is ready.${failed}`);
+  } else {
+    button.disabled = false;
+    say(detail, `Nothing answers until one is trained (preset ${spec.preset}).${failed}`);
+  }
+}
+
+const refreshModels = every(async () => {
+  let busy = false;
+  let digitReady = false;
+  let calculatorReady = false;
+  for (const which of ["digit", "calculator"]) {
+    const card = DEFAULTS[which].card;
+    try {
+      const found = await defaultState(which);
+      showModelCard(which, found, digitReady);
+      if (which === "digit") digitReady = Boolean(found.model);
+      else calculatorReady = Boolean(found.model);
+      busy = busy || Boolean(found.active) || card.dataset.state !== "ready";
+    } catch (error) {
+      card.dataset.state = "error";
+      say(card.querySelector(".state"), `Cannot tell: ${error.message}`);
+      say(card.querySelector(".detail"), error.status === 401 || error.status === 403
+        ? "Enter the API token (under Jobs) to see the models." : "");
+      card.querySelector("progress").hidden = true;
+      card.querySelector("button").hidden = true;
+    }
+  }
+  const known = (which) => !["loading", "error"].includes(DEFAULTS[which].card.dataset.state);
+  $("digit-notice").hidden = digitReady || !known("digit");
+  $("sum-notice").hidden = digitReady || calculatorReady || !known("digit") || !known("calculator");
+  return busy ? POLL_BUSY_MS : POLL_IDLE_MS;
+});
+
+for (const [which, spec] of Object.entries(DEFAULTS)) {
+  spec.card.querySelector("button").addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    button.disabled = true;
+    try {
+      const record = await post(`/presets/${spec.preset}/submit`, null);
+      say(spec.card.querySelector(".detail"), `Queued job ${short(record.id)}.`);
+      refreshJobs();
+    } catch (error) {
+      say(spec.card.querySelector(".detail"), error.message);
+      button.disabled = false;
+      return;
+    }
+    refreshModels();
+  });
+  spec.card.dataset.which = which;
+}
 
 // One digit.
 const digitPad = drawingPad($("digit-canvas"), 18);
@@ -84,13 +311,14 @@ async function readDigit(file, name) {
   try {
     const answer = await post(`/predict/digit?debug=true${modelQuery("model")}`, form);
     $("digit-answer").textContent = answer.digit;
-    $("digit-confidence").textContent = `${(answer.confidence * 100).toFixed(1)}% sure`;
+    $("digit-confidence").textContent = `${percent(answer.confidence)} sure`;
     $("digit-seen").src = png(answer.image);
     $("digit-bars").replaceChildren(...answer.probabilities.map((p, digit) => {
-      const row = document.createElement("li");
-      row.className = digit === answer.digit ? "best" : "";
-      row.innerHTML = `<span>${digit}</span><span class="bar" style="width:${(p * 100).toFixed(1)}%"></span>` +
-        `<span>${(p * 100).toFixed(1)}%</span>`;
+      const row = make("li", { className: digit === answer.digit ? "best" : "" },
+        make("span", { textContent: digit }),
+        make("span", { className: "bar", ariaHidden: "true" }),
+        make("span", { textContent: percent(p) }));
+      row.querySelector(".bar").style.width = percent(p);
       return row;
     }));
     $("digit-model").textContent = `model ${answer.model.kind} ${answer.model.id}`;
@@ -101,8 +329,18 @@ async function readDigit(file, name) {
   }
 }
 
-$("digit-read").addEventListener("click", async () => readDigit(await digitPad.blob(), "drawing.png"));
-$("digit-clear").addEventListener("click", () => { digitPad.clear(); $("digit-result").hidden = true; });
+$("digit-read").addEventListener("click", async () => {
+  if (digitPad.empty()) {
+    showError($("digit-error"), "Draw a digit on the pad first, or upload a photo of one.");
+    return;
+  }
+  readDigit(await digitPad.blob(), "drawing.png");
+});
+$("digit-clear").addEventListener("click", () => {
+  digitPad.clear();
+  $("digit-result").hidden = true;
+  showError($("digit-error"), null);
+});
 $("digit-file").addEventListener("change", (event) => {
   const [file] = event.target.files;
   if (file) readDigit(file, file.name);
@@ -111,6 +349,9 @@ $("digit-file").addEventListener("change", (event) => {
 
 // Ten digits.
 const sumPad = drawingPad($("sum-canvas"), 9);
+const METHOD_WORDS = { calculator: "read by the calculator", "digit-model": "read digit by digit by the digit model" };
+// Below this confidence a digit makes the sum uncertain (the service's own threshold, in the page).
+const DOUBTFUL_BELOW = Number(document.body.dataset.doubtfulBelow) || 0.9;
 
 async function readSum(files, field) {
   const form = new FormData();
@@ -121,20 +362,33 @@ async function readSum(files, field) {
     const model = modelQuery(method === "digit-model" ? "model" : "calculator");
     const answer = await post(`/predict/sum?debug=true&method=${method}${model}`, form);
     $("sum-answer").textContent = answer.sum;
+    $("sum-method-used").textContent = METHOD_WORDS[answer.method] || answer.method;
     $("sum-doubt").hidden = !answer.uncertain;
-    const cells = (row, values, make) => $(row).replaceChildren($(row).firstElementChild,
-      ...values.map((value) => { const cell = document.createElement("td"); make(cell, value); return cell; }));
-    cells("sum-digits", answer.digits, (cell, value) => { cell.textContent = value; });
-    cells("sum-running", answer.cumulative, (cell, value) => { cell.textContent = value; });
-    cells("sum-confidence", answer.confidences || [], (cell, value) => { cell.textContent = `${Math.round(100 * value)}%`; });
-    cells("sum-images", answer.images || [], (cell, value) => {
-      const image = document.createElement("img"); image.src = png(value); image.alt = "digit seen"; cell.append(image);
-    });
-    const header = document.querySelector("#sum-result thead tr");
-    header.replaceChildren(header.firstElementChild, ...answer.digits.map((_, i) => {
-      const cell = document.createElement("th"); cell.textContent = i + 1; return cell;
+    const confidences = answer.confidences || [];
+    $("sum-positions").replaceChildren(...answer.digits.map((digit, index) => {
+      const confidence = confidences[index];
+      const doubtful = confidence !== undefined && confidence < DOUBTFUL_BELOW;
+      const item = make("li", { className: doubtful ? "doubt" : "" });
+      if (answer.images && answer.images[index]) {
+        item.append(make("img", { src: png(answer.images[index]), width: 42, height: 42,
+          alt: `position ${index + 1} as the model saw it` }));
+      }
+      item.append(
+        make("span", { className: "position", textContent: `#${index + 1}` }),
+        make("span", { className: "digit", textContent: digit }),
+        make("span", { className: "confidence",
+          textContent: confidence === undefined ? "no confidence" : `${percent(confidence, 0)} sure` }),
+        make("span", { className: "running", textContent: `running sum ${answer.cumulative[index]}` }),
+      );
+      if (confidence !== undefined) {
+        const meter = make("span", { className: "meter", ariaHidden: "true" }, make("span"));
+        meter.firstChild.style.width = percent(confidence);
+        item.append(meter);
+      }
+      if (doubtful) item.append(make("span", { className: "flag", textContent: "check this one" }));
+      return item;
     }));
-    $("sum-model").textContent = `${answer.method}, model ${answer.model.kind} ${answer.model.id}`;
+    $("sum-model").textContent = `model ${answer.model.kind} ${answer.model.id}`;
     $("sum-result").hidden = false;
   } catch (error) {
     $("sum-result").hidden = true;
@@ -142,8 +396,18 @@ async function readSum(files, field) {
   }
 }
 
-$("sum-read").addEventListener("click", async () => readSum([[await sumPad.blob(), "row.png"]], "file"));
-$("sum-clear").addEventListener("click", () => { sumPad.clear(); $("sum-result").hidden = true; });
+$("sum-read").addEventListener("click", async () => {
+  if (sumPad.empty()) {
+    showError($("sum-error"), "Write 10 digits on the pad first, or upload a photo of a row.");
+    return;
+  }
+  readSum([[await sumPad.blob(), "row.png"]], "file");
+});
+$("sum-clear").addEventListener("click", () => {
+  sumPad.clear();
+  $("sum-result").hidden = true;
+  showError($("sum-error"), null);
+});
 $("sum-row-file").addEventListener("change", (event) => {
   const [file] = event.target.files;
   if (file) readSum([[file, file.name]], "file");
@@ -155,73 +419,252 @@ $("sum-files").addEventListener("change", (event) => {
   event.target.value = "";
 });
 
-// Jobs and presets.
-const PLOTS = { mlp: ["history", "gradients", "confusion"], cnn: ["history", "gradients", "confusion"],
-  svhn_cnn: ["history", "gradients", "confusion"], calculator: ["history", "gradients"], backprop: ["graph"] };
+// Jobs: the latest ones, and the one selected with its plots.
+let selectedJob = null;
 
-function progressOf(job) {
-  const p = job.progress || {};
-  if (p.epochs) {
-    const done = (p.epoch - 1 + (p.batches ? (p.batch || 0) / p.batches : 1)) / p.epochs;
-    return [done, `epoch ${p.epoch} of ${p.epochs}`];
-  }
-  if (p.steps) return [p.step / p.steps, `step ${p.step} of ${p.steps}`];
-  return [job.status === "succeeded" ? 1 : 0, ""];
-}
-
-async function refreshJobs() {
+const refreshJobs = every(async () => {
+  let page;
   try {
-    const page = await (await api("/jobs?limit=15")).json();
-    $("jobs-table").tBodies[0].replaceChildren(...page.items.map((job) => {
-      const row = document.createElement("tr");
-      row.dataset.job = job.id;
-      const [fraction, text] = progressOf(job);
-      const plots = job.status === "succeeded" || job.status === "running"
-        ? (PLOTS[job.kind] || []).map((plot) => `<a href="/jobs/${job.id}/plots/${plot}.png" data-plot>${plot}</a>`).join(" ")
-        : "";
-      row.innerHTML = `<td title="${job.id}">${job.id.slice(0, 8)}</td><td>${job.kind}</td>` +
-        `<td class="status-${job.status}">${job.status}</td>` +
-        `<td><span class="progress"><span style="width:${Math.round(Math.min(fraction, 1) * 100)}%"></span></span> ` +
-        `<span class="progress-text">${text}</span></td><td>${plots}</td>`;
-      return row;
-    }));
+    page = await get("/jobs?limit=15");
   } catch (error) {
-    // The next refresh tries again; the table keeps what it showed.
+    return POLL_IDLE_MS; // the next refresh tries again; the table keeps what it showed
   }
-}
+  $("jobs-empty").hidden = page.items.length > 0;
+  $("jobs-table").hidden = page.items.length === 0;
+  $("jobs-table").tBodies[0].replaceChildren(...page.items.map((job) => {
+    const [fraction, words] = progressOf(job);
+    const bar = make("progress", { max: 1, value: fraction, hidden: job.status !== "running" });
+    bar.setAttribute("aria-label", `progress of job ${short(job.id)}`);
+    const show = make("button", { type: "button", className: "secondary small", textContent: "Show" });
+    show.dataset.show = job.id;
+    show.setAttribute("aria-label", `Show job ${short(job.id)} (${job.kind}) with its plots`);
+    show.setAttribute("aria-pressed", String(job.id === selectedJob));
+    const row = make("tr", {},
+      make("td", { title: job.id }, make("code", { textContent: short(job.id) })),
+      make("td", { textContent: job.kind }),
+      make("td", { className: `status-${job.status}`, textContent: job.status }),
+      make("td", {}, bar, " ", make("span", { className: "progress-text", textContent: words })),
+      make("td", {}, show));
+    row.dataset.job = job.id;
+    return row;
+  }));
+  return page.items.some((job) => RUNNING.has(job.status)) ? POLL_BUSY_MS : POLL_IDLE_MS;
+});
 
 $("jobs-table").addEventListener("click", (event) => {
-  const link = event.target.closest("a[data-plot]");
-  if (!link) return;
-  event.preventDefault();
-  $("plot-image").src = `${link.getAttribute("href")}?t=${Date.now()}`;
-  $("plot-view").hidden = false;
+  const button = event.target.closest("button[data-show]");
+  if (button) selectJob(button.dataset.show);
 });
-$("plot-close").addEventListener("click", () => { $("plot-view").hidden = true; });
+$("job-close").addEventListener("click", () => {
+  selectedJob = null;
+  $("job-view").hidden = true;
+  refreshJobs();
+});
 
+// Which plots each kind has, and what they show (the images' alt text).
+const KERAS_PLOTS = [
+  ["history", (job) => `Training history of ${job.kind} job ${short(job.id)}: loss and metrics per epoch, training and validation`],
+  ["gradients", (job) => `Largest gradient of each layer of ${job.kind} job ${short(job.id)}, untrained and after each epoch`],
+  ["confusion", (job) => `Confusion matrix of ${job.kind} job ${short(job.id)} on the test set`],
+];
+
+const PLOT_ORDER = ["history", "gradients", "confusion", "graph"];
+
+// Plot images load one at a time: the service renders a few plots at once per process
+// (PLOT_SLOTS) and answers 503 beyond, so the page never asks for several together.
+let plotQueue = Promise.resolve();
+const PLOT_TRIES = 4;
+
+function loadImage(url) {
+  return new Promise((resolve, reject) => {
+    const image = new Image();
+    image.onload = () => resolve(image);
+    image.onerror = () => reject(new Error(`could not load ${url}`));
+    image.src = url;
+  });
+}
+
+// A figure whose image shows only once it has loaded: never a broken image. A newer `url`
+// replaces the picture when it has loaded, so a live plot does not flicker.
+function plotFigure(container, name, url, alt, caption) {
+  let figure = container.querySelector(`figure[data-plot="${name}"]`);
+  if (!figure) {
+    const full = make("a", { target: "_blank", rel: "noopener", title: "Open at full size" }, make("img", { alt }));
+    figure = make("figure", { hidden: true }, full, make("figcaption"));
+    figure.dataset.plot = name;
+    // In the order the plots are listed, whichever is drawn first.
+    const rank = (element) => PLOT_ORDER.indexOf(element.dataset.plot);
+    const after = [...container.children].find((other) => rank(other) > rank(figure));
+    container.insertBefore(figure, after || null);
+  }
+  if (figure.dataset.url === url) return;
+  figure.dataset.url = url;
+  const attempt = async (tries) => {
+    if (figure.dataset.url !== url) return; // a newer plot was asked for meanwhile
+    try {
+      await loadImage(url);
+    } catch (error) {
+      if (tries > 1) setTimeout(() => { plotQueue = plotQueue.then(() => attempt(tries - 1)); }, 1500);
+      return;
+    }
+    if (figure.dataset.url !== url) return;
+    const image = figure.querySelector("img");
+    image.src = url; // loaded already: shown at once
+    image.alt = alt;
+    image.parentElement.href = url;
+    say(figure.querySelector("figcaption"), caption);
+    figure.hidden = false;
+  };
+  plotQueue = plotQueue.then(() => attempt(PLOT_TRIES));
+}
+
+function clearPlots() {
+  $("job-plots").replaceChildren();
+  $("job-graph-figure").replaceChildren();
+  $("graph-nodes").tBodies[0].replaceChildren();
+  $("job-graph").hidden = true;
+}
+
+function outcomeOf(job) {
+  if (job.status === "failed") return `Failed: ${job.error || "no reason given"}`;
+  if (job.status === "cancelled") return "Cancelled; what it recorded so far is kept.";
+  if (job.status !== "succeeded" || !job.result) return "";
+  const r = job.result;
+  if (job.kind === "backprop") {
+    return `Loss ${number(r.loss)} before the first update, ${number(r.final_loss)} after ${r.history ? r.history.length : "all"} steps; output ${number(r.output)}.`;
+  }
+  const parts = [];
+  if (r.test_accuracy !== undefined) parts.push(`test accuracy ${percent(r.test_accuracy)}`);
+  if (r.test_exact_sum_accuracy !== undefined) parts.push(`exact sums ${percent(r.test_exact_sum_accuracy)}`);
+  if (r.model_id) parts.push(`model ${short(r.model_id)}`);
+  return parts.length ? `Finished: ${parts.join(", ")}.` : "Finished.";
+}
+
+async function showKerasPlots(job) {
+  const [history, gradients] = await Promise.all([
+    get(`/jobs/${job.id}/history`), get(`/jobs/${job.id}/gradients`)]);
+  const counts = { history: history.length, gradients: gradients.length,
+    confusion: job.result && job.result.confusion_matrix ? 1 : 0 };
+  const epochs = (count) => `${count} epoch${count === 1 ? "" : "s"}`;
+  const captions = {
+    history: `after ${epochs(history.length)}`,
+    gradients: gradients.length > 1 ? `untrained and after ${epochs(gradients.length - 1)}` : "untrained",
+    confusion: "the test set, once trained",
+  };
+  for (const [name, alt] of KERAS_PLOTS) {
+    if (!counts[name]) continue;
+    const url = `/jobs/${job.id}/plots/${name}.png?v=${counts[name]}-${job.status}`;
+    plotFigure($("job-plots"), name, url, alt(job), captions[name]);
+  }
+  const waiting = !history.length && RUNNING.has(job.status);
+  $("job-waiting").hidden = !waiting && Boolean(history.length || gradients.length);
+  say($("job-waiting"), waiting
+    ? "The training history appears here after the first epoch, and is redrawn after each one."
+    : "This job recorded no history, so it has no plots.");
+}
+
+function showGraph(job) {
+  const nodes = (job.result && job.result.nodes) || [];
+  if (job.status !== "succeeded" || !nodes.length) {
+    $("job-waiting").hidden = job.status !== "queued" && job.status !== "running";
+    say($("job-waiting"), "The compute graph appears here when the job has finished.");
+    return;
+  }
+  $("job-waiting").hidden = true;
+  $("job-graph").hidden = false;
+  const inputs = nodes.filter((node) => !node.inputs.length).map((node) => node.name);
+  plotFigure($("job-graph-figure"), "graph", `/jobs/${job.id}/plots/graph.png`,
+    `Compute graph of backprop job ${short(job.id)}: ${nodes.length} nodes in layers from the inputs ` +
+    `${inputs.join(", ")} to ${nodes[nodes.length - 1].name}, each box with its value and gradient ` +
+    "(the table below lists them)", "the first step's graph: value from the forward pass, grad by backpropagation");
+  const body = $("graph-nodes").tBodies[0];
+  if (body.dataset.job === job.id) return;
+  body.dataset.job = job.id;
+  body.replaceChildren(...nodes.map((node) => make("tr", {},
+    make("th", { scope: "row", textContent: node.name }),
+    make("td", { textContent: node.op || "input" }),
+    make("td", { textContent: node.inputs.join(", ") || "-" }),
+    make("td", { className: "number", textContent: number(node.value) }),
+    make("td", { className: "number", textContent: number(node.grad) }))));
+}
+
+let jobGeneration = 0;
+
+async function followJob(id, generation) {
+  if (generation !== jobGeneration) return;
+  let job;
+  try {
+    job = await get(`/jobs/${id}`);
+  } catch (error) {
+    if (generation !== jobGeneration) return;
+    say($("job-state"), `Cannot read job ${short(id)}: ${error.message}`);
+    if (error.status !== 404) setTimeout(() => followJob(id, generation), POLL_IDLE_MS);
+    return;
+  }
+  if (generation !== jobGeneration) return;
+  const [fraction, words] = progressOf(job);
+  say($("job-title"), `Job ${short(job.id)}: ${job.kind}`);
+  say($("job-state"), `${job.status}${words ? `, ${words}` : ""}${job.cancel_requested && RUNNING.has(job.status) ? " (cancelling)" : ""}`);
+  $("job-progress").hidden = job.status !== "running";
+  $("job-progress").value = fraction;
+  say($("job-outcome"), outcomeOf(job));
+  try {
+    if (job.kind === "backprop") showGraph(job);
+    else await showKerasPlots(job);
+  } catch (error) {
+    say($("job-waiting"), `Plots unavailable for now: ${error.message}`);
+    $("job-waiting").hidden = false;
+  }
+  if (generation === jobGeneration && RUNNING.has(job.status)) {
+    setTimeout(() => followJob(id, generation), POLL_BUSY_MS);
+  }
+}
+
+function selectJob(id) {
+  if (selectedJob !== id) clearPlots();
+  selectedJob = id;
+  jobGeneration += 1;
+  $("job-view").hidden = false;
+  for (const button of document.querySelectorAll("#jobs-table button[data-show]")) {
+    button.setAttribute("aria-pressed", String(button.dataset.show === id));
+  }
+  followJob(id, jobGeneration);
+  $("job-title").textContent = `Job ${short(id)}`;
+  $("job-view").scrollIntoView({ block: "nearest" });
+}
+
+// Presets.
 async function loadPresets() {
-  const presets = await (await api("/presets")).json();
-  $("preset-name").replaceChildren(...presets.map((preset) => {
-    const option = document.createElement("option");
-    option.value = preset.name;
-    option.textContent = preset.name;
-    option.title = preset.description;
-    return option;
-  }));
+  let presets;
+  try {
+    presets = await get("/presets");
+  } catch (error) {
+    say($("preset-status"), error.message);
+    return;
+  }
+  $("preset-name").replaceChildren(...presets.map((preset) =>
+    make("option", { value: preset.name, textContent: preset.name, title: preset.description })));
 }
 
 $("preset-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   try {
     const record = await post(`/presets/${$("preset-name").value}/submit`, null);
-    $("preset-status").textContent = `queued ${record.id.slice(0, 8)}`;
+    $("preset-status").textContent = `queued ${short(record.id)}`;
     refreshJobs();
+    refreshModels();
   } catch (error) {
     $("preset-status").textContent = String(error.message || error);
-    if (/token/i.test(String(error.message))) $("token-box").open = true;
+  }
+});
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) {
+    refreshModels();
+    refreshJobs();
   }
 });
 
 loadPresets();
+refreshModels();
 refreshJobs();
-setInterval(refreshJobs, 2000);
