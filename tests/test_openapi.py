@@ -77,3 +77,17 @@ def test_a_sweep_grid_names_its_kinds_parameters(kind):
     assert not sweeps.is_valid({**sweep, "grid": {name: []}})
     assert not sweeps.is_valid({**sweep, "grid": {}})
     assert not sweeps.is_valid({**sweep, "replicates": 0})
+
+
+def test_links_lead_from_what_was_created_to_real_operations():
+    ids = {operation["operationId"] for _, operation in OPERATIONS}
+    created = SPEC["paths"]["/jobs"]["post"]["responses"]["202"]["links"]
+    assert created["GetJob"]["parameters"] == {"job_id": "$response.body#/id"}
+    links = [
+        link
+        for _, operation in OPERATIONS
+        for response in operation["responses"].values()
+        for link in response.get("links", {}).values()
+    ]
+    assert len(links) >= 9
+    assert all(link["operationId"] in ids for link in links)

@@ -99,6 +99,14 @@ def test_replicates_get_distinct_seeds_and_their_spread_is_reported(stack):
             ["body", "params", "seed"],
             "In the cell {'seed': {}}",
         ),
+        (  # every cell replaces it, yet it is no learning rate
+            {
+                "base": {"kind": "mlp", "params": {"learning_rate": {}}},
+                "grid": {"learning_rate": [0.1]},
+            },
+            ["body", "base", "params", "learning_rate"],
+            "base.params.learning_rate: Input should be a valid number",
+        ),
         (
             {"base": {"kind": "resnet"}, "grid": {"x": [1]}},
             ["body", "base", "kind"],

@@ -1,4 +1,4 @@
-"""The OpenAPI document, exact where FastAPI's own cannot be.
+"""The OpenAPI document, exact where FastAPI's own cannot be, with links between operations.
 
 A job submission and a sweep are checked kind by kind at run time (so that each error names the
 kind and the parameter), so their request models take any `params` and `grid`. The document
@@ -41,7 +41,45 @@ def document(app: FastAPI) -> dict[str, Any]:
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     schemas["JobSubmission"] = _described(job_union(schemas), JobSubmission)
     schemas["SweepSubmission"] = _described(sweep_union(schemas), SweepSubmission)
+    add_links(spec)
     return spec
+
+
+# What a client does next with what it created: (operation, status) -> link name -> (the
+# operation it leads to, its parameters from the answer). A job's plots and TensorBoard logs
+# are left out: they exist for some kinds only, and once the job has run.
+LINKS = {
+    ("post /jobs", "202"): {
+        "GetJob": ("get /jobs/{job_id}", {"job_id": "$response.body#/id"}),
+        "JobHistory": ("get /jobs/{job_id}/history", {"job_id": "$response.body#/id"}),
+        "JobGradients": ("get /jobs/{job_id}/gradients", {"job_id": "$response.body#/id"}),
+        "CancelJob": ("post /jobs/{job_id}/cancel", {"job_id": "$response.body#/id"}),
+        "DeleteJob": ("delete /jobs/{job_id}", {"job_id": "$response.body#/id"}),
+    },
+    ("post /sweeps", "202"): {
+        "GetSweep": ("get /sweeps/{sweep_id}", {"sweep_id": "$response.body#/id"}),
+        "CancelSweep": ("post /sweeps/{sweep_id}/cancel", {"sweep_id": "$response.body#/id"}),
+    },
+    ("put /models/{model}/aliases/{alias}", "200"): {
+        "GetModelByAlias": ("get /models/{model}", {"model": "$response.body#/alias"}),
+        "DeleteAlias": ("delete /models/aliases/{alias}", {"alias": "$response.body#/alias"}),
+    },
+}
+
+
+def add_links(spec: dict[str, Any]) -> None:
+    """OpenAPI links from each created resource to what can be done with it (`LINKS`)."""
+
+    def operation(name: str) -> dict[str, Any]:
+        method, path = name.split(" ", 1)
+        return spec["paths"][path][method]
+
+    for (source, status), links in LINKS.items():
+        response = operation(source)["responses"][status]
+        response["links"] = {
+            name: {"operationId": operation(target)["operationId"], "parameters": parameters}
+            for name, (target, parameters) in links.items()
+        }
 
 
 def job_union(schemas: dict[str, Any]) -> dict[str, Any]:

@@ -6,9 +6,9 @@ API nor the worker's parent process imports TensorFlow by importing this module.
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from service.errors import ServiceError
 from service.jobs.limits import Network, estimate, over_limits
@@ -159,6 +159,23 @@ def validate_params(kind: JobKind, params: dict[str, Any]) -> dict[str, Any]:
         ) from None
     check_size(kind, validated)
     return validated
+
+
+def validate_param(kind: JobKind, name: str, value: Any, location: list[str | int]) -> None:
+    """`InvalidJobError` when `value` is not one that parameter `name` of `kind` takes (its
+    type and bounds, on its own: the rules across parameters need them all)."""
+    field = kind.params_model.model_fields[name]
+    adapter = TypeAdapter(Annotated[field.annotation, field], config=kind.params_model.model_config)
+    try:
+        adapter.validate_python(value)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        message = problem["msg"].removeprefix("Value error, ")
+        raise InvalidJobError(
+            f"Invalid parameters for job kind {kind.name!r}: "
+            f"{'.'.join(str(part) for part in location[1:])}: {message}.",
+            [{"loc": location, "msg": message, "type": problem["type"]}],
+        ) from None
 
 
 def check_size(

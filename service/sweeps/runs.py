@@ -15,7 +15,13 @@ from redis.client import Pipeline
 from service import redis_keys
 from service.errors import ConflictError
 from service.jobs.idempotency import create_once, replayed
-from service.jobs.kinds import InvalidJobError, JobKind, get_kind, validate_params
+from service.jobs.kinds import (
+    InvalidJobError,
+    JobKind,
+    get_kind,
+    validate_param,
+    validate_params,
+)
 from service.jobs.queue import check_model_references, send_job
 from service.jobs.schemas import JobStatus
 from service.jobs.store import JobStore
@@ -110,6 +116,10 @@ def submit_sweep_once(
 
 def _check_grid(kind: JobKind, submission: SweepSubmission) -> None:
     fields = kind.params_model.model_fields
+    for name in submission.grid.keys() & submission.base.params.keys() & fields.keys():
+        # Every cell replaces it, so no cell's params check it.
+        value = submission.base.params[name]
+        validate_param(kind, name, value, ["body", "base", "params", name])
     for name, values in submission.grid.items():
         if name not in fields:
             _invalid_grid(
