@@ -103,7 +103,7 @@ def card(page, which: str) -> dict:
         "state": locator.get_attribute("data-state"),
         "text": locator.inner_text(),
         "progress": locator.locator("progress").is_visible(),
-        "button": locator.locator("button").is_visible(),
+        "button": locator.locator("button.train").is_visible(),
     }
 
 
@@ -198,7 +198,7 @@ def test_a_fresh_start_says_the_default_models_are_training(browser, mnist_path,
         assert "Queued" in digit["text"] and job["id"][:8] in digit["text"]
         calculator = card(page, "calculator")
         assert "No calculator yet" in calculator["text"] and "digit model" in calculator["text"]
-        assert page.locator("#status-calculator button").is_disabled()
+        assert page.locator("#status-calculator button.train").is_disabled()
         # Nothing empty or broken before first use: no result, no image, no empty table.
         for hidden in ("#digit-result", "#sum-result", "#job-view"):
             assert not page.locator(hidden).is_visible()
@@ -216,6 +216,9 @@ def test_a_fresh_start_says_the_default_models_are_training(browser, mnist_path,
         digit = card(page, "digit")
         assert re.search(r"Training: epoch [12] of 2", digit["text"]), digit
         assert digit["progress"] and "409" in digit["text"]
+        page.click("#status-digit button.follow")  # the training job, followed live below
+        page.wait_for_selector(f"#job-title:has-text('{job['id'][:8]}: cnn')")
+        page.wait_for_selector("#job-state:has-text('running, epoch')")
         shoot(page, tmp_path / "fresh-training.png")
         assert console.errors == []
     finally:
@@ -442,12 +445,12 @@ def test_with_an_api_token_the_page_asks_for_it_and_sends_it(browser, tmp_path):
         context, page, _ = open_page(browser, guarded.base_url + "/")
         page.wait_for_selector("#status-digit[data-state='none']", timeout=WAIT_MS)
         assert "No digit model yet" in card(page, "digit")["text"]
-        page.click("#status-digit button")
+        page.click("#status-digit button.train")
         page.wait_for_selector("#status-digit .detail:has-text('token')")
         assert page.locator("#token-box").get_attribute("open") is not None
         page.fill("#token", "page-token-of-16-chars")
         page.dispatch_event("#token", "change")
-        page.click("#status-digit button")
+        page.click("#status-digit button.train")
         page.wait_for_selector("#status-digit[data-state='queued']", timeout=WAIT_MS)
         [job] = guarded.client.get("/jobs").json()["items"]
         assert job["kind"] == "cnn" and job["id"][:8] in card(page, "digit")["text"]

@@ -199,9 +199,10 @@ function showModelCard(which, found, digitReady) {
   const state = card.querySelector(".state");
   const detail = card.querySelector(".detail");
   const bar = card.querySelector("progress");
-  const button = card.querySelector("button");
+  const button = card.querySelector("button.train");
   bar.hidden = true;
   button.hidden = true;
+  card.dataset.job = "";
   if (found.state === "missing") {
     card.dataset.state = "missing";
     say(state, found.text);
@@ -274,8 +275,12 @@ const refreshModels = every(async () => {
       say(card.querySelector(".detail"), error.status === 401 || error.status === 403
         ? "Enter the API token (under Jobs) to see the models." : "");
       card.querySelector("progress").hidden = true;
-      card.querySelector("button").hidden = true;
+      card.querySelector("button.train").hidden = true;
+      card.querySelector("button.follow").hidden = true;
     }
+  }
+  for (const spec of Object.values(DEFAULTS)) {
+    spec.card.querySelector("button.follow").hidden = !spec.card.dataset.job;
   }
   const known = (which) => !["loading", "error"].includes(DEFAULTS[which].card.dataset.state);
   $("digit-notice").hidden = digitReady || !known("digit");
@@ -283,8 +288,8 @@ const refreshModels = every(async () => {
   return busy ? POLL_BUSY_MS : POLL_IDLE_MS;
 });
 
-for (const [which, spec] of Object.entries(DEFAULTS)) {
-  spec.card.querySelector("button").addEventListener("click", async (event) => {
+for (const spec of Object.values(DEFAULTS)) {
+  spec.card.querySelector("button.train").addEventListener("click", async (event) => {
     const button = event.currentTarget;
     button.disabled = true;
     try {
@@ -298,7 +303,9 @@ for (const [which, spec] of Object.entries(DEFAULTS)) {
     }
     refreshModels();
   });
-  spec.card.dataset.which = which;
+  spec.card.querySelector(".follow").addEventListener("click", () => {
+    if (spec.card.dataset.job) selectJob(spec.card.dataset.job);
+  });
 }
 
 // One digit.
@@ -621,7 +628,12 @@ async function followJob(id, generation) {
 }
 
 function selectJob(id) {
-  if (selectedJob !== id) clearPlots();
+  if (selectedJob !== id) {
+    clearPlots();
+    for (const part of ["job-state", "job-outcome"]) say($(part), "");
+    $("job-progress").hidden = true;
+    $("job-waiting").hidden = true;
+  }
   selectedJob = id;
   jobGeneration += 1;
   $("job-view").hidden = false;
