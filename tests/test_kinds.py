@@ -7,7 +7,8 @@ import pytest
 
 from service.jobs.kinds import JOB_KINDS
 
-RESOURCE_ARGUMENTS = {"progress", "model_dir", "mnist_path", "svhn_dir"}
+# What the worker passes besides the params (its progress reporter and folders).
+RESOURCE_ARGUMENTS = {"progress", "model_dir", "mnist_path", "svhn_dir", "tensorboard_dir"}
 
 
 @pytest.mark.parametrize("kind", sorted(JOB_KINDS))
