@@ -91,3 +91,19 @@ def test_links_lead_from_what_was_created_to_real_operations():
     ]
     assert len(links) >= 9
     assert all(link["operationId"] in ids for link in links)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("OPTIONS", "/jobs", "GET, POST"),  # Starlette's own Allow named POST alone
+        ("PUT", f"/jobs/{'0' * 32}", "DELETE, GET"),
+        ("OPTIONS", "/v1/models/cnn:predict", "POST"),  # its own path, not /v1/models/{name}
+        ("POST", "/jobs/x/plots/history.png", "GET"),
+    ],
+)
+def test_a_405_lists_every_method_the_document_lists_for_the_path(client, method, path, allowed):
+    response = client.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allowed
+    assert f"allowed: {allowed}." in response.json()["detail"]

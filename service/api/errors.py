@@ -7,7 +7,6 @@ the same status and text.
 """
 
 import logging
-import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,6 +18,7 @@ from pydantic import BaseModel, Field
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from service.errors import ServiceError
 from service.jobs.kinds import InvalidJobError
@@ -134,23 +134,16 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, (description, example) in ERROR_EXAMPLES.items()
 }
 
+# The protocol's examples: the API's, but where a v2 request gets its own text.
 PROTOCOL_ERROR_EXAMPLES = {
-    400: "The request body could not be parsed: send JSON with `Content-Type: application/json`.",
-    401: "Reading from this service needs a token: send the header `Authorization: Bearer "
-    "<token>` with the API_TOKEN the service was started with.",
-    403: "The bearer token is not the one reading from this service needs.",
+    status: example["detail"] for status, (_, example) in ERROR_EXAMPLES.items()
+} | {
     404: "No model or alias named 'nothing'. A model is named by its 32-character id or by an "
     "alias; list both with GET /models.",
-    409: "No cnn model has been trained yet, so there is nothing to answer digit predictions. "
-    "Train one with POST /presets/cnn/submit, wait for the job to succeed, and try again.",
-    413: "The request carries 65 images or inputs; at most 64 are read per request "
-    "(MAX_IMAGES_PER_REQUEST). Split it into several requests.",
     415: "'image_bytes[0]' is not an image this service can read (cannot identify image file). "
     "Send one of: PNG, JPEG, BMP, TIFF, WEBP, GIF.",
     422: "Input 'image' has shape [1, 27, 28]; model 'cnn' takes [-1, 28, 28] (-1: any number "
     "of images, at least 1).",
-    500: "Something went wrong on the server's side while answering this request (request id "
-    "...); nothing you sent was at fault.",
     503: "Not ready: Redis is unreachable (Connection refused).",
 }
 # The statuses of ERROR_RESPONSES (and 415) in the protocol's shape, each with an example.
@@ -207,9 +200,10 @@ def _allowed_methods(request: Request, fallback: str) -> str:
     only the first matching route's: POST alone for /jobs, which GET lists too). Where several
     paths match (/v1/models/{name} and /v1/models/{name}:predict), the most literal one's."""
     matching = [
-        (len(re.sub(r"\{[^/]+\}", "", template)), operations)
+        (len(template) - sum(len(name) + 2 for name in parameters), operations)
         for template, operations in request.app.openapi()["paths"].items()
-        if re.fullmatch(re.sub(r"\{[^/]+\}", "[^/]+", template), request.url.path)
+        for pattern, _, parameters in [compile_path(template)]
+        if pattern.match(request.url.path)
     ]
     if not matching:
         return fallback  # a path the document leaves out (the page, its static files)
