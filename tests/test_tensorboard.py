@@ -4,10 +4,13 @@ removed with the job; read back with TensorBoard's own event-file loader."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import tarfile
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,11 @@ from tensorboard.backend.event_processing.event_accumulator import (
 )
 from tensorboard.util.tensor_util import make_ndarray
 
-from service.jobs.tensorboard import log_dir
+from service.errors import ConflictError, NotFoundError
+from service.gates import Busy
+from service.jobs import tensorboard
+from service.jobs.schemas import JobRecord, JobStatus
+from service.jobs.tensorboard import archive, log_dir, log_files, pack, remove_logs
 from tests.stack import ServiceStack
 from training.mlp import train_mlp
 from training.progress import RecordingReporter
@@ -116,6 +123,10 @@ def download(stack: ServiceStack, job_id: str, into: Path) -> Path:
         members = archive.getmembers()
         assert members and all(member.isfile() for member in members)
         assert all(member.name.startswith(f"{job_id}/") for member in members)
+        # Nothing of the worker's account: ids and names zeroed.
+        assert {(member.uid, member.gid, member.uname, member.gname) for member in members} == {
+            (0, 0, "", "")
+        }
         archive.extractall(into, filter="data")
     return into / job_id
 
@@ -161,6 +172,9 @@ def test_logs_so_far_while_a_job_runs_not_yet_while_queued_none_once_deleted(sta
     assert response.json()["code"] == "conflict"
     assert "no TensorBoard logs yet: it is queued" in response.json()["detail"]
     assert stack.client.post(f"/jobs/{queued['id']}/cancel").json()["status"] == "cancelled"
+    response = stack.client.get(f"/jobs/{queued['id']}/tensorboard")
+    assert response.status_code == 404  # a Keras job that ended before writing any
+    assert "(cancelled) has no TensorBoard logs: none were written" in response.json()["detail"]
 
     stack.client.post(f"/jobs/{job['id']}/cancel")
     assert stack.wait_until_finished(job["id"])["status"] == "cancelled"
@@ -204,3 +218,129 @@ def test_the_download_is_declared_in_openapi(stack):
     responses = operation["get"]["responses"]
     assert list(responses["200"]["content"]) == ["application/gzip"]
     assert "application/json" in responses["404"]["content"]
+
+
+# The archive at function level, on folders laid out as a worker's (and as no worker's).
+
+
+def keras_job(status: JobStatus) -> JobRecord:
+    return JobRecord(
+        id=uuid.uuid4().hex, kind="mlp", status=status, params={}, created_at=datetime.now(UTC)
+    )
+
+
+def write_logs(artifacts: Path, job_id: str, files: dict[str, bytes]) -> Path:
+    """The job's log folder holding `files` (relative path -> content)."""
+    folder = log_dir(artifacts, job_id)
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
+    return folder
+
+
+def unpack(packed: tuple[io.IOBase, int]) -> dict[str, bytes]:
+    """name -> content of every entry of an archive `archive` or `pack` made (closing it)."""
+    file, size = packed
+    with file:
+        data = file.read()
+    assert len(data) == size
+    assert data[8] == 0  # gzip's XFL: neither its slowest level (2) nor its fastest (4)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        return {member.name: tar.extractfile(member).read() for member in tar.getmembers()}
+
+
+LOGS = {"train/events.1": b"train events", "validation/events.1": b"validation events"}
+
+
+def test_files_removed_or_cut_short_after_listing_are_packed_as_they_are_now(tmp_path):
+    job = keras_job(JobStatus.RUNNING)
+    folder = write_logs(tmp_path, job.id, {**LOGS, "train/events.2": b"more"})
+    files = log_files(folder)
+    assert [(path.relative_to(folder).as_posix(), size) for path, size in files] == [
+        ("train/events.1", 12), ("train/events.2", 4), ("validation/events.1", 17)
+    ]  # fmt: skip
+    (folder / "train/events.2").unlink()
+    os.truncate(folder / "validation/events.1", 5)
+    assert unpack(pack(job.id, folder, files)) == {
+        f"{job.id}/train/events.1": b"train events",
+        f"{job.id}/validation/events.1": b"valid",
+    }
+
+
+def test_logs_removed_after_listing_are_404_saying_so(tmp_path):
+    job = keras_job(JobStatus.SUCCEEDED)
+    folder = write_logs(tmp_path, job.id, LOGS)
+    files = log_files(folder)
+    remove_logs(tmp_path, job.id)  # as DELETE /jobs/{id} does
+    assert not folder.exists()
+    with pytest.raises(NotFoundError, match="removed while they were being packed"):
+        pack(job.id, folder, files)
+
+
+def test_links_are_neither_packed_nor_followed(tmp_path):
+    secrets = tmp_path / "secrets"
+    (secrets / "inner").mkdir(parents=True)
+    (secrets / "key.pem").write_bytes(b"secret")
+    (secrets / "inner" / "cert.pem").write_bytes(b"secret too")
+    job = keras_job(JobStatus.SUCCEEDED)
+    folder = write_logs(tmp_path / "artifacts", job.id, LOGS)
+    (folder / "train" / "key.pem").symlink_to(secrets / "key.pem")
+    (folder / "linked").symlink_to(secrets)
+    expected = {f"{job.id}/{name}": content for name, content in LOGS.items()}
+    assert unpack(archive(tmp_path / "artifacts", job)) == expected
+
+    files = log_files(folder)  # a listed file replaced by a link before it is packed
+    (folder / "validation" / "events.1").unlink()
+    (folder / "validation" / "events.1").symlink_to(secrets / "key.pem")
+    assert unpack(pack(job.id, folder, files)) == {f"{job.id}/train/events.1": b"train events"}
+
+
+def test_a_job_folder_that_is_a_link_is_refused_and_removed_as_a_link(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "cert.pem").write_bytes(b"secret")
+    job = keras_job(JobStatus.SUCCEEDED)
+    folder = log_dir(tmp_path / "artifacts", job.id)
+    folder.parent.mkdir(parents=True)
+    folder.symlink_to(elsewhere)
+    with pytest.raises(ConflictError, match="is a link, which the service never makes"):
+        archive(tmp_path / "artifacts", job)
+    remove_logs(tmp_path / "artifacts", job.id)
+    assert not folder.is_symlink() and not folder.exists()
+    assert (elsewhere / "cert.pem").read_bytes() == b"secret"
+
+
+def test_logs_over_the_cap_are_409_pointing_to_tensorboard(tmp_path, monkeypatch):
+    job = keras_job(JobStatus.SUCCEEDED)
+    folder = write_logs(tmp_path, job.id, LOGS)
+    total = sum(len(content) for content in LOGS.values())
+    monkeypatch.setattr(tensorboard, "MAX_ARCHIVE_BYTES", total - 1)
+    with pytest.raises(ConflictError, match=f"logs are {total:,} bytes") as error:
+        archive(tmp_path, job)
+    assert f"tensorboard --logdir {folder}" in error.value.detail
+    monkeypatch.setattr(tensorboard, "MAX_ARCHIVE_BYTES", total)
+    assert len(unpack(archive(tmp_path, job))) == len(LOGS)
+
+
+@pytest.mark.parametrize("folder_made", [False, True])
+def test_a_running_keras_job_without_logs_yet_is_409_an_ended_one_404(tmp_path, folder_made):
+    running, failed = keras_job(JobStatus.RUNNING), keras_job(JobStatus.FAILED)
+    if folder_made:  # the worker made the folders, no event file yet
+        for job in (running, failed):
+            (log_dir(tmp_path, job.id) / "train").mkdir(parents=True)
+    with pytest.raises(ConflictError, match="no TensorBoard logs yet: it has just started"):
+        archive(tmp_path, running)
+    with pytest.raises(NotFoundError, match=r"\(failed\) has no TensorBoard logs"):
+        archive(tmp_path, failed)
+
+
+def test_packings_beyond_the_slots_are_503_with_retry_after(tmp_path):
+    job = keras_job(JobStatus.SUCCEEDED)
+    write_logs(tmp_path, job.id, LOGS)
+    with contextlib.ExitStack() as held:
+        for _ in range(tensorboard.PACKING_SLOTS):
+            held.enter_context(tensorboard.PACKING.enter())
+        with pytest.raises(Busy, match="busy packing TensorBoard logs") as error:
+            archive(tmp_path, job)
+    assert error.value.status_code == 503 and error.value.headers["Retry-After"]
+    assert len(unpack(archive(tmp_path, job))) == len(LOGS)  # a slot freed, packed again

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import IO
 
 from service.errors import ConflictError, NotFoundError, ServiceError
+from service.gates import Gate
 from service.jobs.kinds import JOB_KINDS
 from service.jobs.schemas import JobRecord, JobStatus
 from service.jobs.store import JOB_ID_PATTERN
@@ -20,9 +22,17 @@ from service.jobs.store import JOB_ID_PATTERN
 TENSORBOARD_FOLDER = "tensorboard"
 # Event files in one download at most: a long run writes a few MB; more means something else
 # wrote there, and reading it where it is (tensorboard --logdir) is the better way.
-MAX_ARCHIVE_BYTES = 1 << 30
+MAX_ARCHIVE_BYTES = 256 << 20
 SPOOL_BYTES = 1 << 20  # an archive up to this size stays in memory, a larger one on disk
 CHUNK_BYTES = 1 << 16
+# gzip's default speed/size trade-off: event files barely shrink more at 9, at several times
+# the CPU.
+COMPRESS_LEVEL = 6
+# Archives packed at once per API process (the endpoint is open to readers); 503 beyond.
+PACKING_SLOTS = 2
+PACKING = Gate("packing TensorBoard logs", PACKING_SLOTS, "a fixed limit per API process")
+# Opening a log file: never through a link; never waiting on a FIFO someone left there.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
 def logs_root(artifacts_dir: Path) -> Path:
@@ -39,16 +49,23 @@ def log_dir(artifacts_dir: Path, job_id: str) -> Path:
 
 
 def remove_logs(artifacts_dir: Path, job_id: str) -> None:
-    """Remove the job's logs, if it has any."""
-    shutil.rmtree(log_dir(artifacts_dir, job_id), ignore_errors=True)
+    """Remove the job's logs, if it has any; a link in the folder's place is removed, never
+    what it points to."""
+    folder = log_dir(artifacts_dir, job_id)
+    if folder.is_symlink():
+        folder.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def archive(artifacts_dir: Path, record: JobRecord) -> tuple[IO[bytes], int]:
     """A tar.gz of the job's logs as they are now (entries under `{job_id}/`), rewound, and its
     size. When it has none, `NotFoundError` if it never will, `ConflictError` if not yet (each
-    saying why); `ConflictError` when they are over `MAX_ARCHIVE_BYTES`."""
+    saying why); `ConflictError` when they are over `MAX_ARCHIVE_BYTES` or the folder is a
+    link; `Busy` (503) when `PACKING_SLOTS` archives are being packed already."""
     folder = log_dir(artifacts_dir, record.id)
-    files = _log_files(folder)
+    _check_folder(folder, artifacts_dir, record.id)
+    files = log_files(folder)
     if not files:
         raise _no_logs_error(record)
     total = sum(size for _, size in files)
@@ -58,16 +75,28 @@ def archive(artifacts_dir: Path, record: JobRecord) -> tuple[IO[bytes], int]:
             f"{MAX_ARCHIVE_BYTES:,} a download may hold. Read them where they are: tensorboard "
             f"--logdir {folder}."
         )
+    with PACKING.enter():
+        return pack(record.id, folder, files)
+
+
+def pack(job_id: str, folder: Path, files: list[tuple[Path, int]]) -> tuple[IO[bytes], int]:
+    """A tar.gz of `files` (as `log_files` listed them in `folder`) under `{job_id}/`, rewound,
+    and its size. A file gone since it was listed is left out, one cut short is packed as it
+    is now; `NotFoundError` when the folder itself is gone, or every file is (the job was
+    deleted meanwhile)."""
     # Returned open, for `chunks` to send and close.
     spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
     try:
-        with tarfile.open(fileobj=spooled, mode="w:gz") as tar:
-            for path, size in files:
-                name = f"{record.id}/{path.relative_to(folder)}"
-                info = tar.gettarinfo(str(path), arcname=name)
-                info.size = size  # as listed: a file the job is writing may have grown since
-                with path.open("rb") as data:
-                    tar.addfile(info, data)
+        with tarfile.open(fileobj=spooled, mode="w:gz", compresslevel=COMPRESS_LEVEL) as tar:
+            packed = sum(
+                _add(tar, path, f"{job_id}/{path.relative_to(folder)}", size)
+                for path, size in files
+            )
+        if not packed or not os.path.lexists(folder):
+            raise NotFoundError(
+                f"Job {job_id}'s TensorBoard logs were removed while they were being packed "
+                "(the job was deleted). There is nothing left to download."
+            )
     except BaseException:
         spooled.close()
         raise
@@ -83,16 +112,54 @@ def chunks(file: IO[bytes]) -> Iterator[bytes]:
             yield chunk
 
 
-def _log_files(folder: Path) -> list[tuple[Path, int]]:
-    """The regular files under `folder` (links not followed) and their sizes, in name order."""
+def log_files(folder: Path) -> list[tuple[Path, int]]:
+    """The regular files under `folder` and their sizes, in name order: links (to files or to
+    folders) are neither listed nor followed, and a file removed while listed is left out."""
     found = []
-    for directory, subdirectories, names in os.walk(folder):
+    for directory, subdirectories, names in os.walk(folder):  # never into linked folders
         subdirectories.sort()
         for name in sorted(names):
             path = Path(directory) / name
-            if path.is_file() and not path.is_symlink():
-                found.append((path, path.stat().st_size))
+            try:
+                info = path.lstat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                found.append((path, info.st_size))
     return found
+
+
+def _add(tar: tarfile.TarFile, path: Path, name: str, listed_size: int) -> bool:
+    """Add the file at `path` as `name`, at most `listed_size` bytes (the job may be writing to
+    it); False, adding nothing, when it is gone or no longer a regular file."""
+    try:
+        descriptor = os.open(path, _OPEN_FLAGS)
+    except OSError:  # removed since listed, or replaced by a link (ELOOP)
+        return False
+    with os.fdopen(descriptor, "rb") as data:
+        info = tar.gettarinfo(arcname=name, fileobj=data)  # the open file's, not the path's
+        if not info.isreg():
+            return False
+        # Open, the file stays readable if removed now; cut short since listed, it is packed
+        # as it is (nothing in the service truncates a log file while it is read).
+        info.size = min(listed_size, info.size)
+        info.uid = info.gid = 0  # the worker's account is none of a reader's business
+        info.uname = info.gname = ""
+        tar.addfile(info, data)
+    return True
+
+
+def _check_folder(folder: Path, artifacts_dir: Path, job_id: str) -> None:
+    """`ConflictError` for a job folder that is a link: the worker never makes one, and
+    following it could send any folder on the server. (Its name is a job id, so a folder that
+    is not a link lies in the logs' root.)"""
+    if folder.is_symlink():
+        raise ConflictError(
+            f"Job {job_id}'s TensorBoard log folder {folder} is a link, which the service never "
+            f"makes and does not follow (it could lead outside {logs_root(artifacts_dir)}). "
+            f"Replace it with the job's own folder, or remove it with the job (DELETE "
+            f"/jobs/{job_id})."
+        )
 
 
 def _no_logs_error(record: JobRecord) -> ServiceError:

@@ -107,12 +107,17 @@ def get_job_gradients(job_id: str, store: JobStoreDep) -> list[dict[str, Any]]:
         404: {
             **ERROR_RESPONSES[404],
             "description": "No such job, or one that has no logs and never will (not a Keras "
-            "job, or it ended without writing any)",
+            "job, it ended without writing any, or they were removed while packed)",
         },
         409: {
             **ERROR_RESPONSES[409],
-            "description": "No logs yet (the job is queued or has just started), or logs too "
-            "large to download (read them on disk)",
+            "description": "No logs yet (the job is queued or has just started), logs too "
+            "large to download (read them on disk), or a log folder that is a link",
+        },
+        503: {
+            **ERROR_RESPONSES[503],
+            "description": "Redis unreachable, or as many archives being packed as the API "
+            "packs at once (Retry-After)",
         },
     },
 )
