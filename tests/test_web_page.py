@@ -333,50 +333,82 @@ def test_an_upload_that_is_not_an_image_shows_the_service_s_message(page, tmp_pa
 # Jobs: followed live, their plots inline.
 
 
-def test_a_running_job_s_plots_are_shown_and_redrawn_until_it_finishes(
-    page, stack, mnist_path, tmp_path
-):
-    # About 2 s an epoch: long enough for the page to show plots while it runs.
-    job = stack.submit("mlp", hidden_units=[16], epochs=6, batch_size=16, train_limit=8000,
-                       test_limit=300)  # fmt: skip
-    row = f"#jobs-table tr[data-job='{job['id']}']"
-    page.wait_for_selector(row, timeout=WAIT_MS)
-    page.click(f"{row} button[data-show]")
-    assert page.get_attribute(f"{row} button[data-show]", "aria-pressed") == "true"
-    # The history plot while the job runs, after its first epochs.
-    page.wait_for_function(
-        """() => document.getElementById('job-state').textContent.startsWith('running')
-            && document.querySelector('#job-plots figure[data-plot="history"]:not([hidden]) img')
-               ?.naturalWidth > 300""",
-        timeout=120_000,
-    )
-    running_src = page.get_attribute("#job-plots figure[data-plot='history'] img", "src")
-    assert job["id"] in running_src and "running" in running_src
-    page.wait_for_selector("#job-plots figure[data-plot='gradients']:not([hidden])")
-    assert page.locator("#job-progress").is_visible()
-    assert_no_broken_images(page)
-    shoot(page, tmp_path / "job-running.png")
+# A figure's picture as the page shows it: the plot URL it came from (`data-shown`) and its size.
+SHOWN_PLOT = """(name) => {
+  const figure = document.querySelector(`#job-plots figure[data-plot="${name}"]:not([hidden])`);
+  const image = figure?.querySelector('img');
+  return figure && image.complete && image.naturalWidth > 300 ? figure.dataset.shown : null;
+}"""
 
-    page.wait_for_selector("#job-outcome:has-text('test accuracy')", timeout=120_000)
-    finished = stack.job(job["id"])
-    assert finished["status"] == "succeeded", finished["error"]
-    accuracy = f"test accuracy {100 * finished['result']['test_accuracy']:.1f}%"
-    assert accuracy in page.inner_text("#job-outcome")
-    page.wait_for_selector("#job-plots figure[data-plot='confusion']:not([hidden])")
-    page.wait_for_function(
-        """() => [...document.querySelectorAll('#job-plots figure img')]
-            .every((image) => image.src.endsWith('-succeeded') && image.naturalWidth > 300)"""
-    )
-    history = stack.client.get(f"/jobs/{job['id']}/history").json()
-    assert page.inner_text("#job-plots figure[data-plot='history'] figcaption") == (
-        f"after {len(history)} epochs"
-    )
-    assert_no_broken_images(page)
-    # Polling stops once the job has finished.
+
+def shown_plot(page, name: str, timeout: float = WAIT_MS) -> str:
+    """The URL of the plot `name` once the page shows it."""
+    return page.wait_for_function(SHOWN_PLOT, arg=name, timeout=timeout).json_value()
+
+
+def plot_version(url: str) -> int:
+    """How many epochs a plot URL the page asked for covers (its `?v=<count>-<status>`)."""
+    return int(re.search(r"\?v=(\d+)-", url)[1])
+
+
+def test_a_running_job_s_plots_are_shown_and_redrawn_until_it_finishes(
+    page, stack, digit_model, tmp_path
+):
+    # Hundreds of short epochs (well under a second each): running for as long as the page
+    # needs, then cancelled, so no wait depends on how fast this machine trains.
+    job = stack.submit("mlp", hidden_units=[8], epochs=200, batch_size=64, train_limit=2000,
+                       test_limit=100)  # fmt: skip
+    try:
+        stack.wait_until_running(job["id"], timeout=120)  # after any job queued before it
+        row = f"#jobs-table tr[data-job='{job['id']}']"
+        page.wait_for_selector(row, timeout=WAIT_MS)
+        page.click(f"{row} button[data-show]")
+        assert page.get_attribute(f"{row} button[data-show]", "aria-pressed") == "true"
+        # The history and the gradients while the job runs, then redrawn after a later epoch.
+        first = shown_plot(page, "history")
+        assert job["id"] in first and first.endswith("-running"), first
+        assert "-running" in shown_plot(page, "gradients")
+        assert page.inner_text("#job-state").startswith("running")
+        assert page.locator("#job-progress").is_visible()
+        assert_no_broken_images(page)
+        shoot(page, tmp_path / "job-running.png")
+        redrawn = page.wait_for_function(
+            f"() => {{ const shown = ({SHOWN_PLOT})('history');"
+            f" return shown && shown !== {json.dumps(first)} ? shown : null; }}",
+            timeout=WAIT_MS,
+        ).json_value()
+        assert plot_version(redrawn) > plot_version(first), (first, redrawn)
+    finally:
+        stack.client.post(f"/jobs/{job['id']}/cancel")
+    # Cancelled: the page says so, and stops asking.
+    assert stack.wait_until_finished(job["id"])["status"] == "cancelled"
+    page.wait_for_selector("#job-state:text-matches('^cancelled, epoch')", timeout=WAIT_MS)
+    assert "Cancelled" in page.inner_text("#job-outcome")
+    assert not page.locator("#job-progress").is_visible()
     asked: list[str] = []
     page.on("request", lambda request: asked.append(request.url))
     time.sleep(4)
     assert not [url for url in asked if f"/jobs/{job['id']}" in url]
+
+    # A finished job (the session's digit model's): its outcome and every plot's final version.
+    # The table lists only the latest jobs, so it is shown the way its Show button does.
+    trained = stack.job(digit_model["job_id"])
+    page.evaluate("(id) => selectJob(id)", trained["id"])
+    page.wait_for_selector("#job-outcome:has-text('test accuracy')", timeout=WAIT_MS)
+    accuracy = f"test accuracy {100 * trained['result']['test_accuracy']:.1f}%"
+    assert accuracy in page.inner_text("#job-outcome")
+    for name in ("history", "gradients", "confusion"):
+        final = shown_plot(page, name)
+        assert trained["id"] in final and final.endswith("-succeeded"), final
+    history = stack.client.get(f"/jobs/{trained['id']}/history").json()
+    assert page.inner_text("#job-plots figure[data-plot='history'] figcaption") == (
+        f"after {len(history)} epochs"
+    )
+    # Each picture is also its full-size link.
+    for figure in page.locator("#job-plots figure").all():
+        picture = figure.locator("img").get_attribute("src")
+        assert picture.startswith("blob:") and figure.locator("a").get_attribute("href") == picture
+    assert_no_broken_images(page)
     assert page.console_errors == []
 
 
@@ -460,4 +492,65 @@ def test_with_an_api_token_the_page_asks_for_it_and_sends_it(browser, tmp_path):
         assert guarded.client.get("/jobs").json()["total"] == 2
         context.close()
     finally:
+        guarded.stop()
+
+
+def test_with_protected_reads_the_page_shows_plots_with_the_token(browser, tmp_path):
+    """Plots are fetched with the token (an <img src> cannot send it) and shown from a blob; a
+    plot refused for want of the token says so in its place and opens the token box."""
+    from tests.conftest import FAULTS_DB
+    from tests.stack import ServiceStack
+
+    token = "plot-token-of-16-chars"
+    guarded = ServiceStack(FAULTS_DB, tmp_path, API_TOKEN=token, PROTECT_READS="true")
+    guarded.client.headers["Authorization"] = f"Bearer {token}"
+    guarded.start()
+    context = None
+    try:
+        job = guarded.wait_until_finished(guarded.submit("backprop", steps=2)["id"])
+        assert job["status"] == "succeeded", job["error"]
+        context, page, console = open_page(browser, guarded.base_url + "/")
+        page.wait_for_selector("#status-digit[data-state='error']", timeout=WAIT_MS)
+        page.fill("#token", token)
+        page.dispatch_event("#token", "change")
+        row = f"#jobs-table tr[data-job='{job['id']}']"
+        page.wait_for_selector(row, timeout=WAIT_MS)
+        page.click(f"{row} button[data-show]")
+        graph = "#job-graph-figure figure[data-plot='graph']"
+        shown = f'() => document.querySelector("{graph}:not([hidden]) img")?.naturalWidth > 600'
+        page.wait_for_function(shown, timeout=WAIT_MS)
+        picture = page.get_attribute(f"{graph} img", "src")
+        assert picture.startswith("blob:") and page.get_attribute(f"{graph} a", "href") == picture
+        assert page.locator(f"{graph} .plot-problem").is_hidden()
+        assert_no_broken_images(page)
+        shoot(page, tmp_path / "job-graph-with-token.png")
+        # The token cleared while a newer version of the plot is on its way: refused, and said.
+        page.fill("#token", "")
+        page.dispatch_event("#token", "change")
+        page.evaluate(
+            """(selector) => { const figure = document.querySelector(selector);
+                 plotFigure(figure.parentElement, 'graph', `${figure.dataset.url}?again`,
+                            'the graph', 'the graph again'); }""",
+            graph,
+        )
+        page.wait_for_selector(f"{graph} .plot-problem:not([hidden])", timeout=WAIT_MS)
+        assert "Plots need the API token: enter it under Jobs" in page.inner_text(graph)
+        assert page.locator(f"{graph} img").is_hidden()
+        assert page.locator("#token-box").get_attribute("open") is not None
+        # The token entered again: the job and its plot are asked for again, and shown.
+        page.fill("#token", token)
+        page.dispatch_event("#token", "change")
+        page.wait_for_function(shown, timeout=WAIT_MS)
+        assert page.locator(f"{graph} .plot-problem").is_hidden()
+        assert page.get_attribute(f"{graph} img", "src") != picture
+        # The picture it replaced was freed (reading it fails: one more expected console error).
+        freed = "(url) => fetch(url).then(() => 'kept', () => 'freed')"
+        assert page.evaluate(freed, picture) == "freed"
+        # The only console errors: the 401s before the token was entered and while it was not.
+        assert any("status of 401" in error for error in console.errors), console.errors
+        expected = ("status of 401", "ERR_FILE_NOT_FOUND")
+        assert all(any(e in error for e in expected) for error in console.errors), console.errors
+    finally:
+        if context:
+            context.close()
         guarded.stop()

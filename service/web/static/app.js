@@ -85,6 +85,11 @@ $("token").addEventListener("change", () => {
   localStorage.setItem(TOKEN_KEY, $("token").value.trim());
   refreshModels();
   refreshJobs();
+  loadPresets(); // refused without the token when the page opened
+  if (selectedJob) {
+    forgetRefusedPlots();
+    selectJob(selectedJob); // its plots, with the token this time
+  }
 });
 
 function api(url, options = {}) {
@@ -478,26 +483,66 @@ const KERAS_PLOTS = [
 const PLOT_ORDER = ["history", "gradients", "confusion", "graph"];
 
 // Plot images load one at a time: the service renders a few plots at once per process
-// (PLOT_SLOTS) and answers 503 beyond, so the page never asks for several together.
+// (PLOT_SLOTS) and answers 503 beyond, so the page never asks for several together. They are
+// fetched through `api`, which sends the token (PROTECT_READS), and shown from a blob: an
+// <img src> or a link could not send it.
 let plotQueue = Promise.resolve();
 const PLOT_TRIES = 4;
+const PLOT_RETRY_MS = 1500;
 
-function loadImage(url) {
-  return new Promise((resolve, reject) => {
+// A plot's picture as an object URL, decoded already; an ApiError where the service refuses it.
+async function loadPicture(url) {
+  const response = await api(url);
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({ detail: response.statusText }));
+    throw new ApiError(response.status, body.detail || `HTTP ${response.status}`);
+  }
+  const picture = URL.createObjectURL(await response.blob());
+  try {
     const image = new Image();
-    image.onload = () => resolve(image);
-    image.onerror = () => reject(new Error(`could not load ${url}`));
-    image.src = url;
-  });
+    image.src = picture;
+    await image.decode();
+  } catch (error) {
+    URL.revokeObjectURL(picture);
+    throw new Error(`${url} is not a picture this browser can show`);
+  }
+  return picture;
 }
 
-// A figure whose image shows only once it has loaded: never a broken image. A newer `url`
+// Show `picture` (an object URL, or null for none) in a figure, freeing the one it replaces.
+function setPicture(figure, picture) {
+  const image = figure.querySelector("img");
+  const previous = image.getAttribute("src");
+  if (previous && previous !== picture) URL.revokeObjectURL(previous);
+  if (picture) {
+    image.src = picture;
+    image.parentElement.href = picture;
+  } else {
+    image.removeAttribute("src");
+    image.parentElement.removeAttribute("href");
+    delete figure.dataset.shown;
+  }
+  image.parentElement.hidden = !picture;
+}
+
+// A message in a figure's place: a plot that cannot be shown says why.
+function plotProblem(figure, message) {
+  setPicture(figure, null);
+  say(figure.querySelector(".plot-problem"), message);
+  figure.querySelector(".plot-problem").hidden = false;
+  say(figure.querySelector("figcaption"), "");
+  figure.hidden = false;
+}
+
+// A figure whose picture shows only once it has loaded: never a broken image. A newer `url`
 // replaces the picture when it has loaded, so a live plot does not flicker.
 function plotFigure(container, name, url, alt, caption) {
   let figure = container.querySelector(`figure[data-plot="${name}"]`);
   if (!figure) {
-    const full = make("a", { target: "_blank", rel: "noopener", title: "Open at full size" }, make("img", { alt }));
-    figure = make("figure", { hidden: true }, full, make("figcaption"));
+    const full = make("a", { target: "_blank", rel: "noopener", title: "Open at full size", hidden: true },
+      make("img", { alt }));
+    const problem = make("p", { className: "plot-problem error", hidden: true });
+    figure = make("figure", { hidden: true }, full, problem, make("figcaption"));
     figure.dataset.plot = name;
     // In the order the plots are listed, whichever is drawn first.
     const rank = (element) => PLOT_ORDER.indexOf(element.dataset.plot);
@@ -506,26 +551,50 @@ function plotFigure(container, name, url, alt, caption) {
   }
   if (figure.dataset.url === url) return;
   figure.dataset.url = url;
+  delete figure.dataset.refused;
   const attempt = async (tries) => {
     if (figure.dataset.url !== url) return; // a newer plot was asked for meanwhile
+    let picture;
     try {
-      await loadImage(url);
+      picture = await loadPicture(url);
     } catch (error) {
-      if (tries > 1) setTimeout(() => { plotQueue = plotQueue.then(() => attempt(tries - 1)); }, 1500);
+      if (figure.dataset.url !== url) return;
+      if (error.status === 401 || error.status === 403) {
+        figure.dataset.refused = "true"; // asked again once a token is entered
+        $("token-box").open = true;
+        plotProblem(figure, error.status === 401
+          ? "Plots need the API token: enter it under Jobs."
+          : "Plots need the API token, and the service refused this one: enter the right one under Jobs.");
+      } else if (tries > 1) {
+        setTimeout(() => { plotQueue = plotQueue.then(() => attempt(tries - 1)); }, PLOT_RETRY_MS);
+      } else if (!figure.dataset.shown) {
+        plotProblem(figure, `This plot could not be loaded: ${error.message}`);
+      }
       return;
     }
-    if (figure.dataset.url !== url) return;
-    const image = figure.querySelector("img");
-    image.src = url; // loaded already: shown at once
-    image.alt = alt;
-    image.parentElement.href = url;
+    if (figure.dataset.url !== url || !figure.isConnected) {
+      URL.revokeObjectURL(picture);
+      return;
+    }
+    setPicture(figure, picture);
+    figure.dataset.shown = url;
+    figure.querySelector("img").alt = alt;
+    figure.querySelector(".plot-problem").hidden = true;
     say(figure.querySelector("figcaption"), caption);
     figure.hidden = false;
   };
   plotQueue = plotQueue.then(() => attempt(PLOT_TRIES));
 }
 
+// Plots the service refused for want of the token: asked for again (with it) when next drawn.
+function forgetRefusedPlots() {
+  for (const figure of document.querySelectorAll("figure[data-refused]")) delete figure.dataset.url;
+}
+
 function clearPlots() {
+  for (const figure of document.querySelectorAll("#job-plots figure, #job-graph-figure figure")) {
+    setPicture(figure, null);
+  }
   $("job-plots").replaceChildren();
   $("job-graph-figure").replaceChildren();
   $("graph-nodes").tBodies[0].replaceChildren();
