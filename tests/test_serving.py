@@ -318,6 +318,43 @@ def test_tf_serving_rejects_bad_instances(stack, digit_model, instances, status,
     assert words in response.text
 
 
+def test_tf_serving_refuses_arrays_out_of_0_255_or_scaled_to_0_1(
+    stack, digit_model, calculator_model, test_digits
+):
+    images = test_digits[0][:10].astype(float)
+    scaled = stack.client.post(
+        f"/v1/models/{digit_model['id']}:predict", json={"instances": (images[:1] / 255).tolist()}
+    )
+    assert scaled.status_code == 422, scaled.text
+    assert "instances[0] has no value above 1" in scaled.json()["detail"]
+    assert "scaled to 0..1" in scaled.json()["detail"]
+    over = images[:1].copy()
+    over[0, 5, 5] = 300
+    too_bright = stack.client.post(
+        f"/v1/models/{digit_model['id']}:predict", json={"instances": over.tolist()}
+    )
+    assert too_bright.status_code == 422, too_bright.text
+    assert "outside 0..255" in too_bright.json()["detail"]
+    # A calculator's sequence: each of its 10 images is checked.
+    sequence = images.copy()
+    sequence[4] /= 255
+    faint = stack.client.post(
+        f"/v1/models/{calculator_model['id']}:predict", json={"instances": [sequence.tolist()]}
+    )
+    assert faint.status_code == 422, faint.text
+    assert "instances[0][4] has no value above 1" in faint.json()["detail"]
+
+
+def test_tf_serving_counts_a_calculator_instance_as_its_10_images(stack, calculator_model):
+    """MAX_IMAGES_PER_REQUEST (64 on the session's stack) counts 28x28 images: 7 are 70."""
+    instances = [np.zeros((SEQUENCE, 28, 28), np.uint8).tolist()] * 7
+    refused = stack.client.post(
+        f"/v1/models/{calculator_model['id']}:predict", json={"instances": instances}
+    )
+    assert refused.status_code == 413, refused.text
+    assert "carries 70 images" in refused.json()["detail"]
+
+
 # Micro-batching and metrics
 
 

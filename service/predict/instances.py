@@ -22,6 +22,11 @@ from training.data.prepared import prepare_images
 from training.data.sequences import SEQUENCE_LENGTH
 
 DIGIT_SHAPE = (28, 28)
+# How to send what the API takes, said after any value out of its convention.
+INK_CONVENTION = (
+    "the API takes numbers 0..255, white ink on black (MNIST's convention): multiply images "
+    "scaled to 0..1 by 255, and invert dark ink on white (255 - value)"
+)
 
 
 class InvalidInstance(ServiceError):
@@ -66,6 +71,32 @@ def instances_to_array(instances: list[Any], sequence: bool, settings: Settings)
     return np.stack(rows)
 
 
+def image_count(instances: int, sequence: bool) -> int:
+    """The 28x28 images `instances` rows carry (a calculator's row: SEQUENCE_LENGTH), as
+    MAX_IMAGES_PER_REQUEST counts them."""
+    return instances * (SEQUENCE_LENGTH if sequence else 1)
+
+
+def ink_problem(images: np.ndarray) -> tuple[int, str] | None:
+    """The first of (K, 28, 28) images not in the API's convention (0..255, white ink on
+    black), and what is wrong with it; None when all are. An image whose largest value is at
+    most 1 is blank, or was scaled to 0..1: either way the model would answer for a blank."""
+    flat = images.reshape(len(images), -1)
+    lowest, highest = flat.min(axis=1), flat.max(axis=1)
+    outside = np.flatnonzero((lowest < 0) | (highest > 255))
+    if outside.size:
+        index = int(outside[0])
+        return index, f"holds values from {lowest[index]:g} to {highest[index]:g}, outside 0..255"
+    faint = np.flatnonzero(highest <= 1)
+    if faint.size:
+        index = int(faint[0])
+        return index, (
+            f"has no value above 1 (its largest is {highest[index]:g}): it looks blank, or "
+            "scaled to 0..1; send 0..255"
+        )
+    return None
+
+
 def output_rows(outputs: np.ndarray | dict[str, np.ndarray]) -> list[Any]:
     """One prediction per instance: the output row, or a dict of them for several outputs."""
     if isinstance(outputs, dict):
@@ -78,6 +109,15 @@ def _digit(instance: Any, where: str, settings: Settings) -> np.ndarray:
     if isinstance(instance, Upload):
         return prepare_digit(instance, settings)
     return _prepared(_array(instance, DIGIT_SHAPE, where)[np.newaxis])[0]
+
+
+def _check_ink(images: np.ndarray, where: str, sequence: bool) -> None:
+    problem = ink_problem(images)
+    if problem is not None:
+        index, why = problem
+        raise InvalidInstance(
+            f"{f'{where}[{index}]' if sequence else where} {why}; {INK_CONVENTION}."
+        )
 
 
 def _sequence(instance: Any, where: str, settings: Settings) -> np.ndarray:
@@ -94,8 +134,9 @@ def _sequence(instance: Any, where: str, settings: Settings) -> np.ndarray:
 
 
 def _prepared(digits: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) arrays of 0..255 numbers, prepared as the models' training images were."""
-    return prepare_images(np.clip(np.rint(digits), 0, 255).astype(np.uint8))
+    """(N, 28, 28) arrays of 0..255 numbers (`_array` checks them), prepared as the models'
+    training images were."""
+    return prepare_images(np.rint(digits).astype(np.uint8))
 
 
 def _array(instance: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
@@ -114,6 +155,7 @@ def _array(instance: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
         )
     if not np.isfinite(array).all():
         raise InvalidInstance(f"{where} holds NaN or infinite values; send numbers 0..255.")
+    _check_ink(array.reshape(-1, *DIGIT_SHAPE), where, sequence=array.ndim > len(DIGIT_SHAPE))
     return array
 
 

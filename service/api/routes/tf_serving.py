@@ -15,14 +15,9 @@ from service.api.deps import ModelCacheDep, ModelResolverDep, PrepareGateDep, Se
 from service.api.errors import ERROR_RESPONSES
 from service.api.examples import DIGIT_PNG_BASE64
 from service.api.routes.predict import ModelInfo, loaded_model
-from service.predict.instances import (
-    decode_images,
-    instances_to_array,
-    output_rows,
-    uploads_in,
-)
+from service.predict.instances import decode_images, output_rows
 from service.predict.models import SUM_TASK
-from service.predict.reading import check_request_size, prepare_where_fit
+from service.predict.protocols import predict_instances
 from service.predict.served import resolve_served
 
 router = APIRouter(prefix="/v1/models", tags=["tf-serving"], responses=ERROR_RESPONSES)
@@ -87,14 +82,9 @@ async def predict(
     request.state.model_id = record.id
     loaded = await loaded_model(cache, record)
     sequence = record.kind in SUM_TASK.kinds
-    with loaded.batcher.arriving():
-        instances = decode_images(body.instances)
-        uploads = uploads_in(instances)
-        check_request_size(uploads, len(instances), settings)
-        inputs = await prepare_where_fit(
-            gate, uploads, len(instances), instances_to_array, instances, sequence, settings
-        )
-    outputs = await loaded.batcher.outputs(inputs)
+    outputs = await predict_instances(
+        loaded, lambda: decode_images(body.instances), sequence, settings, gate
+    )
     return PredictResponse(
         predictions=output_rows(outputs), model=ModelInfo(id=record.id, kind=record.kind)
     )
