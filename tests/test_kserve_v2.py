@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import re
+import uuid
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from tritonclient.utils import InferenceServerException
 
 from service.api.access import Access, required_access
 from service.api.routes import kserve_v2
+from service.models.store import ModelStore
 from tests.photo_like import encode
 
 SEQUENCE = 10
@@ -196,6 +198,11 @@ NOT_AN_IMAGE = base64.b64encode(b"not an image").decode()
         (digit_input(name="image_bytes", datatype="BYTES", shape=[1], data=[NOT_AN_IMAGE]), 415,
          "not an image"),
         (digit_input(shape=[65, 28, 28], data=[0] * 784 * 65), 413, "MAX_IMAGES_PER_REQUEST"),
+        (digit_input(data=[10**400] + [0] * 783), 422, "integer too large"),
+        (digit_input(datatype="FP32", data=[300] + [255] * 783), 422, "from 255 to 300"),
+        (digit_input(data=[[0] * 700, [0] * 84]), 422, "data has 2 items; dimension 0"),
+        (digit_input(data=[[[0] * 28] * 26 + [[0] * 27, [0] * 29]]), 422,
+         "data[0][26] has 27 items; dimension 2"),
     ],
 )  # fmt: skip
 def test_bad_requests_get_the_protocols_error(stack, digit_model, body, status, words):
@@ -207,6 +214,8 @@ def test_errors_elsewhere_in_the_protocol_take_its_shape_and_the_api_keeps_its_o
 ):
     assert_protocol_error(infer(stack, "nothing-here", digit_input()), 404, "nothing-here")
     assert_protocol_error(stack.client.get("/v2/models/Not_A_Name"), 422, "pattern")
+    too_long = stack.client.get(f"/v2/models/{digit_model['id']}/versions/{'1' * 129}")
+    assert_protocol_error(too_long, 422, "128")
     assert_protocol_error(stack.client.get("/v2/nowhere"), 404, "No endpoint")
     assert_protocol_error(stack.client.delete("/v2"), 405, "not allowed")
     assert set(stack.client.get("/v1/models/nothing-here").json()) == {"code", "detail"}
@@ -228,3 +237,62 @@ def test_health_is_open_and_the_rest_reads_like_the_other_prediction_routes():
             path = re.sub(r"\{[^}]+\}", "0" * 32, route.path)
             for method in route.methods:
                 assert required_access(method, path) is access, (method, route.path)
+
+
+def test_a_version_that_is_no_model_id_is_404_saying_what_versions_are(
+    stack, triton_client, digit_model
+):
+    digit_id = digit_model["id"]
+    with pytest.raises(InferenceServerException) as raised:
+        triton_client.get_model_metadata(digit_id, model_version="1")
+    assert raised.value.status() == "404", raised.value.message()
+    assert "versions are model ids" in raised.value.message()
+    assert not triton_client.is_model_ready(digit_id, model_version="1")
+    refused = stack.client.post(f"/v2/models/{digit_id}/versions/1/infer", json=digit_input())
+    assert_protocol_error(refused, 404, "no version '1'")
+
+
+def test_images_scaled_to_0_1_are_refused_with_the_reason(stack, digit_model, calculator_model,
+                                                          test_digits):  # fmt: skip
+    scaled = test_digits[0][:2] / 255
+    as_tensor = infer(stack, digit_model["id"], {"inputs": [
+        {"name": "image", "shape": [2, 28, 28], "datatype": "FP32", "data": scaled.tolist()},
+    ]})  # fmt: skip
+    assert_protocol_error(as_tensor, 422, "image [0] has no value above 1")
+    assert "scaled to 0..1" in as_tensor.json()["error"] and "0..255" in as_tensor.json()["error"]
+    # A calculator's sequence: each of its 10 images is checked.
+    sequence = test_digits[0][:10].astype(float)
+    sequence[3] /= 255
+    as_sequence = infer(stack, calculator_model["id"], {"inputs": [
+        {"name": "images", "shape": [1, 10, 28, 28], "datatype": "FP64",
+         "data": sequence.reshape(-1).tolist()},
+    ]})  # fmt: skip
+    assert_protocol_error(as_sequence, 422, "image [0][3] has no value above 1")
+
+
+def test_a_calculator_row_counts_as_its_10_images(stack, calculator_model):
+    """MAX_IMAGES_PER_REQUEST (64 on the session's stack) counts 28x28 images: 7 rows are 70."""
+    rows = 7
+    body = {"inputs": [{"name": "images", "shape": [rows, 10, 28, 28], "datatype": "UINT8",
+                        "data": [0] * rows * 10 * 784}]}  # fmt: skip
+    refused = infer(stack, calculator_model["id"], body)
+    assert_protocol_error(refused, 413, f"carries {rows * SEQUENCE} images")
+
+
+def test_a_model_that_does_not_load_is_not_ready_and_the_answer_keeps_why_to_the_log(stack):
+    store = ModelStore(stack.redis, stack.log_dir / "artifacts")
+    model_id = uuid.uuid4().hex
+    folder = store.model_dir(model_id)
+    folder.mkdir(parents=True)
+    (folder / "model.keras").write_bytes(b"not a keras file")
+    store.register(model_id, "mlp", "test", {}, {}, {"keras": "model.keras"})
+    try:
+        answer = stack.client.get(
+            f"/v2/models/{model_id}/ready", headers={"X-Request-ID": "ready-check-7"}
+        )
+    finally:
+        store.delete(model_id)
+    assert_protocol_error(answer, 503, "could not be loaded; see the server's log, request id "
+                                       "ready-check-7")  # fmt: skip
+    assert str(folder) not in answer.text and "model.keras" not in answer.text
+    assert "ready-check-7" in stack.api.log_tail(20_000)

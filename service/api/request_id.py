@@ -10,6 +10,7 @@ import re
 import uuid
 
 from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import unexpected_error_response
@@ -18,6 +19,11 @@ logger = logging.getLogger(__name__)
 
 HEADER = "x-request-id"
 CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id_of(request: Request) -> str:
+    """The request's id, as its response's X-Request-ID names it (for errors a route logs)."""
+    return getattr(request.state, "request_id", "unknown")
 
 
 class RequestIdMiddleware:
@@ -30,6 +36,7 @@ class RequestIdMiddleware:
             return
         given = dict(scope["headers"]).get(HEADER.encode(), b"").decode("latin-1")
         request_id = given if CLIENT_ID_PATTERN.fullmatch(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id  # `request_id_of`
         started = False
 
         async def send_with_id(message: Message) -> None:

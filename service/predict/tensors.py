@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 
 from service.predict.batching import Outputs
-from service.predict.instances import DIGIT_SHAPE, InvalidInstance, b64_upload
+from service.predict.instances import (
+    DIGIT_SHAPE,
+    INK_CONVENTION,
+    InvalidInstance,
+    b64_upload,
+    ink_problem,
+)
 from service.predict.models import SUM_TASK
 from training.data.sequences import SEQUENCE_LENGTH
 
@@ -136,6 +142,7 @@ def tensor_instances(tensor: Tensor, signature: Signature) -> list[Any]:
     if tensor.datatype == "BYTES":
         return _uploads(tensor, values)
     array = _numbers(tensor, values).reshape(tensor.shape)
+    _check_ink(tensor, array)
     return list(array)
 
 
@@ -183,30 +190,47 @@ def _tensor(name: str, value: np.ndarray) -> dict[str, Any]:
 
 
 def _flat_values(tensor: Tensor) -> list[Any]:
-    """The tensor's data, flat: sent flat, or nested no deeper than its shape."""
-    values = tensor.data
-    for _ in range(len(tensor.shape)):
-        if not any(isinstance(value, list) for value in values):
-            break
-        if not all(isinstance(value, list) for value in values):
+    """The tensor's data, flat: sent flat, or nested no deeper than its shape, each list as
+    long as its dimension (a list of values holds the dimensions left, flat)."""
+    shape = tensor.shape
+    level: list[list[Any]] = [tensor.data]  # the lists at one depth, in row-major order
+    for depth in range(len(shape)):
+        values = [item for row in level for item in row]
+        deeper = any(isinstance(value, list) for value in values)
+        if deeper and not all(isinstance(value, list) for value in values):
             raise InvalidTensor(
                 f"Input {tensor.name!r}'s data mixes lists and values at one level; send it "
                 "flat (row-major) or nested as its shape."
             )
-        values = [item for row in values for item in row]
-    else:
-        if any(isinstance(value, list) for value in values):
+        if deeper and depth == len(shape) - 1:
             raise InvalidTensor(
                 f"Input {tensor.name!r}'s data is nested deeper than its shape "
-                f"{list(tensor.shape)}; send it flat (row-major) or nested as its shape."
+                f"{list(shape)}; send it flat (row-major) or nested as its shape."
             )
-    expected = math.prod(tensor.shape)
-    if len(values) != expected:
-        raise InvalidTensor(
-            f"Input {tensor.name!r} has {len(values)} values; its shape {list(tensor.shape)} "
-            f"holds {expected}. Make the shape and the data agree."
-        )
-    return values
+        expected = shape[depth] if deeper else math.prod(shape[depth:])
+        wrong = next((i for i, row in enumerate(level) if len(row) != expected), None)
+        if wrong is not None and depth == 0 and not deeper:
+            raise InvalidTensor(
+                f"Input {tensor.name!r} has {len(values)} values; its shape {list(shape)} "
+                f"holds {expected}. Make the shape and the data agree."
+            )
+        if wrong is not None:
+            where = (
+                "".join(f"[{i}]" for i in np.unravel_index(wrong, shape[:depth])) if depth else ""
+            )
+            needs = (
+                f"dimension {depth} of its shape {list(shape)} is {expected}"
+                if deeper or depth == len(shape) - 1
+                else f"its shape {list(shape)} holds {expected} values there (flat)"
+            )
+            raise InvalidTensor(
+                f"Input {tensor.name!r}'s data{where} has {len(level[wrong])} items; {needs}. "
+                "Nest the data as its shape, or send it flat (row-major)."
+            )
+        if not deeper:
+            return values
+        level = values
+    return level  # not reached: the last depth holds values (deeper data is refused)
 
 
 def _numbers(tensor: Tensor, values: list[Any]) -> np.ndarray:
@@ -217,7 +241,13 @@ def _numbers(tensor: Tensor, values: list[Any]) -> np.ndarray:
             f"{_json_type(values[wrong])}; send numbers (0..255, white ink on black), or "
             "encoded image files as BYTES."
         )
-    array = np.asarray(values, dtype=np.float64)
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except OverflowError:  # a JSON integer too large for any float
+        raise InvalidTensor(
+            f"Input {tensor.name!r} holds an integer too large for a number ({tensor.datatype} "
+            f"or any other); send 0..255, white ink on black."
+        ) from None
     if not np.isfinite(array).all():
         raise InvalidTensor(f"Input {tensor.name!r} holds NaN or infinite values; send 0..255.")
     dtype = NUMERIC_DATATYPES[tensor.datatype]
@@ -230,6 +260,18 @@ def _numbers(tensor: Tensor, values: list[Any]) -> np.ndarray:
             "fix the values or the datatype."
         )
     return array
+
+
+def _check_ink(tensor: Tensor, array: np.ndarray) -> None:
+    """TF Serving's rule for arrays (`ink_problem`), said in the tensor's words."""
+    problem = ink_problem(array.reshape(-1, *DIGIT_SHAPE))
+    if problem is not None:
+        index, why = problem
+        where = np.unravel_index(index, tensor.shape[:-2])
+        raise InvalidTensor(
+            f"Input {tensor.name!r}'s image {''.join(f'[{i}]' for i in where)} {why}; "
+            f"{INK_CONVENTION}."
+        )
 
 
 def _uploads(tensor: Tensor, values: list[Any]) -> list[Any]:

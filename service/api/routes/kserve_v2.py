@@ -19,13 +19,15 @@ from redis.exceptions import RedisError
 from service.api.deps import ModelCacheDep, ModelResolverDep, PrepareGateDep, SettingsDep
 from service.api.errors import PROTOCOL_ERROR_RESPONSES
 from service.api.examples import DIGIT_PNG_BASE64
+from service.api.request_id import request_id_of
 from service.api.routes.predict import loaded_model
 from service.errors import NotFoundError, ServiceError, UnavailableError
 from service.gates import Gate
 from service.models.store import ALIAS_PATTERN, MODEL_ID_PATTERN, ModelRecord
-from service.predict.instances import instances_to_array, uploads_in
+from service.predict.instances import image_count
 from service.predict.models import SUM_TASK, ModelCache, ModelResolver
-from service.predict.reading import check_request_size, prepare_where_fit
+from service.predict.protocols import predict_instances
+from service.predict.reading import check_request_size
 from service.predict.served import resolve_served
 from service.predict.tensors import (
     DATATYPES,
@@ -68,10 +70,12 @@ ModelName = Annotated[
         examples=["cnn"],
     ),
 ]
+# Any version is read, so that one that is no model id (tritonclient's "1") is a 404 saying
+# what versions are, as an unknown one is.
 ModelVersion = Annotated[
     str,
     Path(
-        pattern=f"^{MODEL_ID_PATTERN.pattern}$",
+        max_length=128,
         description="The model's id (a model has one version: its id).",
     ),
 ]
@@ -221,21 +225,25 @@ async def model_version_metadata(
 
 @router.get("/models/{name}/ready", response_model=ModelReady, responses=MODEL_ERRORS)
 async def model_ready(
-    name: ModelName, resolver: ModelResolverDep, cache: ModelCacheDep
+    request: Request, name: ModelName, resolver: ModelResolverDep, cache: ModelCacheDep
 ) -> ModelReady:
     """Ready when the name resolves to a stored model that loads (loading it now if needed);
     409 while none of a kind is trained, 503 when the model's file does not load."""
-    return await _ready(resolver, cache, name, None)
+    return await _ready(request, resolver, cache, name, None)
 
 
 @router.get(
     "/models/{name}/versions/{version}/ready", response_model=ModelReady, responses=MODEL_ERRORS
 )
 async def model_version_ready(
-    name: ModelName, version: ModelVersion, resolver: ModelResolverDep, cache: ModelCacheDep
+    request: Request,
+    name: ModelName,
+    version: ModelVersion,
+    resolver: ModelResolverDep,
+    cache: ModelCacheDep,
 ) -> ModelReady:
     """Ready when `version` is the model's id and the model loads."""
-    return await _ready(resolver, cache, name, version)
+    return await _ready(request, resolver, cache, name, version)
 
 
 INFER_ERRORS = _errors(404, 409, 413, 415, 422, 503)
@@ -293,17 +301,13 @@ async def _infer(
     tensor = chosen_input(
         [Tensor(t.name, t.datatype, tuple(t.shape), t.data) for t in body.inputs], signature, name
     )
-    check_request_size([], tensor.shape[0], settings)  # before its data is read
+    sequence = record.kind in SUM_TASK.kinds
+    # Before its data is read: a calculator's row is SEQUENCE_LENGTH images.
+    check_request_size([], image_count(tensor.shape[0], sequence), settings)
     loaded = await loaded_model(cache, record)
-    with loaded.batcher.arriving():
-        instances = tensor_instances(tensor, signature)
-        uploads = uploads_in(instances)
-        check_request_size(uploads, len(instances), settings)
-        sequence = record.kind in SUM_TASK.kinds
-        inputs = await prepare_where_fit(
-            gate, uploads, len(instances), instances_to_array, instances, sequence, settings
-        )
-    outputs = await loaded.batcher.outputs(inputs)
+    outputs = await predict_instances(
+        loaded, lambda: tensor_instances(tensor, signature), sequence, settings, gate
+    )
     return InferResponse(
         model_name=name,
         model_version=record.id,
@@ -316,14 +320,16 @@ async def _resolve(resolver: ModelResolver, name: str, version: str | None) -> M
     record = await resolve_served(resolver, name)
     if version is not None and version != record.id:
         raise NotFoundError(
-            f"Model {name!r} has one version, {record.id} (its id); there is no version "
-            f"{version!r}. Name another model by its id: /v2/models/{version}."
+            f"Model {name!r} has one version, {record.id}: a model's versions are model ids, "
+            f"and there is no version {version!r}. Leave the version out (tritonclient: "
+            f'model_version="") or give the model\'s id; name another model by its id: '
+            "/v2/models/<id>."
         )
     return record
 
 
 async def _ready(
-    resolver: ModelResolver, cache: ModelCache, name: str, version: str | None
+    request: Request, resolver: ModelResolver, cache: ModelCache, name: str, version: str | None
 ) -> ModelReady:
     # None of a kind trained yet stays a 409, naming the job training one, as everywhere.
     record = await _resolve(resolver, name, version)
@@ -331,11 +337,12 @@ async def _ready(
         await loaded_model(cache, record)
     except ServiceError:
         raise
-    except Exception as error:  # a file that does not load: not ready, and why
-        logger.exception("Model %s could not be loaded.", record.id)
+    except Exception:  # a file that does not load: not ready; why (server paths) is logged only
+        request_id = request_id_of(request)
+        logger.exception("Request %s: model %s could not be loaded.", request_id, record.id)
         raise ModelNotReady(
-            f"Model {name!r} ({record.id}) is stored but could not be loaded ({error}). "
-            "Train or choose another model."
+            f"Model {name!r} ({record.id}) is stored but could not be loaded; see the server's "
+            f"log, request id {request_id}. Train or choose another model."
         ) from None
     return ModelReady(name=name, ready=True)
 
