@@ -12,6 +12,7 @@ from service.api.deps import require_write_token
 from service.api.routes import (
     health,
     jobs,
+    kserve_v2,
     metrics,
     models,
     plots,
@@ -21,12 +22,18 @@ from service.api.routes import (
     tf_serving,
     web,
 )
+from service.main import app
 from tests.conftest import FAULTS_DB
 from tests.stack import ServiceStack
 
 TOKEN = "s3cret-token-for-tests"
-ROUTE_MODULES = [health, jobs, metrics, models, plots, predict, presets, sweeps, tf_serving, web]
-OPEN_ROUTE_MODULES = [health, web]
+# Every router the API includes, and whether it is included openly (service/main.py) or
+# behind ReadAccess; `test_every_documented_route_is_checked` keeps the list whole.
+OPEN_ROUTERS = [health.router, web.router, kserve_v2.health_router]
+READ_ROUTERS = [
+    module.router
+    for module in (jobs, models, sweeps, presets, predict, tf_serving, kserve_v2, plots, metrics)
+]
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +86,13 @@ def test_with_protect_reads_everything_but_health_needs_the_token(tmp_path):
     stack = ServiceStack(FAULTS_DB, tmp_path, API_TOKEN=TOKEN, PROTECT_READS="true")
     stack.start(worker=False)
     try:
-        for path in ("/jobs", "/models", "/presets", "/metrics", "/v1/models/cnn"):
+        reads = ("/jobs", "/models", "/presets", "/metrics", "/v1/models/cnn", "/v2/models/cnn")
+        for path in reads:
             assert stack.client.get(path).status_code == 401, path
             assert stack.client.get(path, headers=bearer(TOKEN)).status_code in (200, 409), path
         assert stack.client.post("/predict/digit", files=[("file", ("a", b"x"))]).status_code == 401
-        assert stack.client.get("/health").status_code == 200
+        for path in ("/health", "/v2/health/live", "/v2/health/ready"):
+            assert stack.client.get(path).status_code == 200, path
     finally:
         stack.stop()
 
@@ -121,12 +130,14 @@ def test_the_token_is_checked_before_any_body_is_read(guarded):
     assert '"code":"unauthorized"' in answer
 
 
-@pytest.mark.parametrize("module", ROUTE_MODULES, ids=lambda module: module.__name__)
-def test_the_early_check_agrees_with_what_every_route_declares(module):
+@pytest.mark.parametrize(
+    "router", OPEN_ROUTERS + READ_ROUTERS, ids=lambda router: router.routes[0].path
+)
+def test_the_early_check_agrees_with_what_every_route_declares(router):
     """The middleware decides from the path alone; each route declares its access itself
     (`WriteAccess`; the API includes health and the page openly, the rest behind ReadAccess).
     Every route of every router must get from the one what the other declares."""
-    for route in module.router.routes:
+    for route in router.routes:
         calls, pending = set(), [route.dependant]
         while pending:
             dependant = pending.pop()
@@ -135,7 +146,12 @@ def test_the_early_check_agrees_with_what_every_route_declares(module):
         if require_write_token in calls:
             declared = Access.WRITE
         else:
-            declared = Access.OPEN if module in OPEN_ROUTE_MODULES else Access.READ
+            declared = Access.OPEN if router in OPEN_ROUTERS else Access.READ
         path = re.sub(r"\{[^}]+\}", "0" * 32, route.path)
         for method in route.methods:
             assert required_access(method, path) is declared, (method, route.path)
+
+
+def test_every_documented_route_is_checked():
+    checked = {route.path for router in OPEN_ROUTERS + READ_ROUTERS for route in router.routes}
+    assert set(app.openapi()["paths"]) <= checked
