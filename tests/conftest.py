@@ -9,9 +9,10 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 import pytest
+from redis import Redis
 
 from service.redis_server import ServerNotFound, is_local, redis_answers
-from tests.stack import REDIS_BASE_URL, REPO_ROOT, OwnRedis, ServiceStack
+from tests.stack import REDIS_BASE_URL, REPO_ROOT, OwnRedis, ServiceStack, redis_url
 
 # Redis DB numbers used by the tests; each suite of tests that needs a clean slate has its own.
 SECURITY_DB = 10
@@ -52,6 +53,17 @@ def prepared_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
         os.environ.pop("PREPARED_CACHE_DIR", None)
     else:
         os.environ["PREPARED_CACHE_DIR"] = previous
+
+
+@pytest.fixture
+def store_redis() -> Iterator[Redis]:
+    """A client of the Redis DB kept for tests of the stores without an API (STORE_TEST_DB),
+    empty before and after the test."""
+    client = Redis.from_url(redis_url(STORE_TEST_DB), decode_responses=True)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
 
 
 def find_mnist() -> Path | None:

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-from redis import Redis
 from redis.exceptions import ResponseError
 
 from service.errors import ConflictError, NotFoundError
@@ -12,17 +11,12 @@ from service.jobs.schemas import FINISHED_STATUSES, JobStatus
 from service.jobs.store import JobStore, ModelEntry
 from service.models.store import ModelStore
 from service.redis_keys import MODELS_CHANGED_CHANNEL
-from tests.conftest import STORE_TEST_DB
-from tests.stack import redis_url, wait_for
+from tests.stack import wait_for
 
 
 @pytest.fixture
-def store():
-    redis = Redis.from_url(redis_url(STORE_TEST_DB), decode_responses=True)
-    redis.flushdb()
-    yield JobStore(redis, heartbeat_ttl_seconds=0.3)
-    redis.flushdb()
-    redis.close()
+def store(store_redis):
+    return JobStore(store_redis, heartbeat_ttl_seconds=0.3)
 
 
 def test_a_job_moves_queued_running_succeeded(store):

@@ -5,7 +5,6 @@ import signal
 from datetime import datetime
 
 import pytest
-from redis import Redis
 
 from service.errors import ConflictError
 from service.jobs import queue as queue_module
@@ -14,8 +13,7 @@ from service.jobs.params import MAX_BACKPROP_STEPS, BackpropParams
 from service.jobs.queue import submit_job_once
 from service.jobs.schemas import JobSubmission
 from service.jobs.store import JobStore
-from tests.conftest import STORE_TEST_DB
-from tests.stack import redis_url, wait_for
+from tests.stack import wait_for
 from tests.test_course_network import ACTIVATION_NAMES, random_case, tf_course_network
 
 LONG_RUN = {"steps": MAX_BACKPROP_STEPS, "learning_rate": 1e-6}  # several seconds of work
@@ -320,34 +318,28 @@ class RecordingCelery:
 
 
 def test_a_retry_is_answered_from_its_key_before_validation_and_by_what_the_client_sent(
-    monkeypatch,
+    monkeypatch, store_redis
 ):
-    redis = Redis.from_url(redis_url(STORE_TEST_DB), decode_responses=True)
-    redis.flushdb()
-    try:
-        store, celery = JobStore(redis, 10), RecordingCelery()
-        first = JobSubmission(kind="backprop", params={"steps": 1})
-        job, created = submit_job_once(store, celery, "q", first, idempotency_key="k1")
-        assert created and job.params["steps"] == 1 and len(celery.sent) == 1
+    store, celery = JobStore(store_redis, 10), RecordingCelery()
+    first = JobSubmission(kind="backprop", params={"steps": 1})
+    job, created = submit_job_once(store, celery, "q", first, idempotency_key="k1")
+    assert created and job.params["steps"] == 1 and len(celery.sent) == 1
 
-        # After a deploy that changed a default, or with its referenced model deleted since,
-        # validation would now differ or refuse: the retry never gets there.
-        def refuse(*_args, **_kwargs):
-            raise InvalidJobError("would be refused now", [])
+    # After a deploy that changed a default, or with its referenced model deleted since,
+    # validation would now differ or refuse: the retry never gets there.
+    def refuse(*_args, **_kwargs):
+        raise InvalidJobError("would be refused now", [])
 
-        monkeypatch.setattr(queue_module, "validate_params", refuse)
-        retry = JobSubmission(kind="backprop", params={"steps": 1})
-        again, created = submit_job_once(store, celery, "q", retry, idempotency_key="k1")
-        assert not created and again.id == job.id and len(celery.sent) == 1
+    monkeypatch.setattr(queue_module, "validate_params", refuse)
+    retry = JobSubmission(kind="backprop", params={"steps": 1})
+    again, created = submit_job_once(store, celery, "q", retry, idempotency_key="k1")
+    assert not created and again.id == job.id and len(celery.sent) == 1
 
-        # What the client sent decides, not the params the server filled in: another body is
-        # a conflict even though its validated params would be the same.
-        explicit = JobSubmission(kind="backprop", params={"steps": 1, **_defaults_but_steps()})
-        with pytest.raises(ConflictError, match="Idempotency-Key"):
-            submit_job_once(store, celery, "q", explicit, idempotency_key="k1")
-    finally:
-        redis.flushdb()
-        redis.close()
+    # What the client sent decides, not the params the server filled in: another body is
+    # a conflict even though its validated params would be the same.
+    explicit = JobSubmission(kind="backprop", params={"steps": 1, **_defaults_but_steps()})
+    with pytest.raises(ConflictError, match="Idempotency-Key"):
+        submit_job_once(store, celery, "q", explicit, idempotency_key="k1")
 
 
 def _defaults_but_steps() -> dict:

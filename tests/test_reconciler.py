@@ -24,12 +24,8 @@ QUEUE = "reconciler-test"
 
 
 @pytest.fixture
-def redis():
-    client = Redis.from_url(redis_url(STORE_TEST_DB), decode_responses=True)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+def redis(store_redis):
+    return store_redis
 
 
 @pytest.fixture

@@ -9,24 +9,18 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from redis import Redis
 
 from service.jobs.schemas import JobStatus
 from service.jobs.store import JobStore
 from service.worker import watchdog
 from service.worker.runner import JobEnded, StoreReporter
 from service.worker.watchdog import ProgressClock, Watchdog, create_progress_dir
-from tests.conftest import STORE_TEST_DB
-from tests.stack import redis_url, wait_for
+from tests.stack import wait_for
 
 
 @pytest.fixture
-def store():
-    redis = Redis.from_url(redis_url(STORE_TEST_DB), decode_responses=True)
-    redis.flushdb()
-    yield JobStore(redis, heartbeat_ttl_seconds=60)
-    redis.flushdb()
-    redis.close()
+def store(store_redis):
+    return JobStore(store_redis, heartbeat_ttl_seconds=60)
 
 
 @pytest.fixture
