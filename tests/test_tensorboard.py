@@ -86,6 +86,18 @@ def assert_graphs(run: EventAccumulator, layer_names: set[str]) -> None:
     assert layer_names <= {layer["config"]["name"] for layer in config["config"]["layers"]}
 
 
+def assert_history_logged(folder: Path, history: list[dict]):
+    """The run in `folder` holds each epoch's loss, accuracy and learning rate (train/) and
+    validation metrics (validation/) as the job's history has them; the train run."""
+    train, validation = load_run(folder / "train"), load_run(folder / "validation")
+    for metric in ("loss", "accuracy", "learning_rate"):
+        assert_epoch_scalars(train, f"epoch_{metric}", [entry[metric] for entry in history])
+    for metric in ("loss", "accuracy"):
+        expected = [entry[f"val_{metric}"] for entry in history]
+        assert_epoch_scalars(validation, f"epoch_{metric}", expected)
+    return train
+
+
 def test_the_library_logs_a_fit_per_epoch(tmp_path, mnist_path):
     reporter = RecordingReporter()
     train_mlp(
@@ -93,12 +105,7 @@ def test_the_library_logs_a_fit_per_epoch(tmp_path, mnist_path):
         mnist_path=mnist_path, progress=reporter, tensorboard_dir=tmp_path,
     )  # fmt: skip
     history = reporter.history
-    train, validation = load_run(tmp_path / "train"), load_run(tmp_path / "validation")
-    for metric in ("loss", "accuracy", "learning_rate"):
-        assert_epoch_scalars(train, f"epoch_{metric}", [entry[metric] for entry in history])
-    for metric in ("loss", "accuracy"):
-        expected = [entry[f"val_{metric}"] for entry in history]
-        assert_epoch_scalars(validation, f"epoch_{metric}", expected)
+    train = assert_history_logged(tmp_path, history)
     assert_gradients(train, reporter.gradients)
     for layer in reporter.gradients[0]["layers"]:
         weights = series(train, f"{layer['layer']}/{layer['parameter']}/histogram")
@@ -138,12 +145,7 @@ def test_a_jobs_logs_download_with_its_history_gradients_and_graph(stack, digit_
     gradients = stack.client.get(f"/jobs/{job_id}/gradients").json()
     assert len(history) == 2
 
-    train, validation = load_run(folder / "train"), load_run(folder / "validation")
-    for metric in ("loss", "accuracy", "learning_rate"):
-        assert_epoch_scalars(train, f"epoch_{metric}", [entry[metric] for entry in history])
-    for metric in ("loss", "accuracy"):
-        expected = [entry[f"val_{metric}"] for entry in history]
-        assert_epoch_scalars(validation, f"epoch_{metric}", expected)
+    train = assert_history_logged(folder, history)
     assert history[1]["learning_rate"] < history[0]["learning_rate"]  # the cosine decay's
     assert_gradients(train, gradients)
     layers = {layer["layer"] for layer in gradients[0]["layers"]}

@@ -86,11 +86,10 @@ class ProbeGradient:
 
 @dataclass(frozen=True)
 class GradientProbe:
-    """One measurement of the probe: its epoch (0 = untrained), the gradients and statistics."""
+    """One measurement of the probe: its epoch (0 = untrained) and the gradients."""
 
     epoch: int
     gradients: list[ProbeGradient]
-    statistics: list[dict[str, Any]]
 
 
 class GradientStatsCallback(keras.callbacks.Callback):
@@ -123,8 +122,8 @@ class GradientStatsCallback(keras.callbacks.Callback):
 
     def _record(self, epoch: int) -> None:
         gradients = probe_gradients(self.model, self.probe_inputs, self.probe_targets, self.loss_fn)
+        self.latest = GradientProbe(epoch, gradients)
         statistics = [gradient.statistics() for gradient in gradients]
-        self.latest = GradientProbe(epoch, gradients, statistics)
         self.progress.record_gradients({"epoch": epoch, "layers": statistics})
 
 

@@ -73,8 +73,8 @@ class TensorBoardLogs(keras.callbacks.TensorBoard):
 def write_gradients(probe: GradientProbe) -> None:
     """The probe's gradient of each layer's weights as a histogram (`gradients/...`) and its
     statistics as scalars (`gradient_max_abs/...`), into the default summary writer."""
-    for gradient, statistics in zip(probe.gradients, probe.statistics, strict=True):
-        name = gradient_name(gradient)
+    for gradient in probe.gradients:
+        name, statistics = gradient_name(gradient), gradient.statistics()
         tf.summary.histogram(f"gradients/{name}", gradient.values, step=probe.epoch)
         for statistic in GRADIENT_STATISTICS:
             tf.summary.scalar(

@@ -226,7 +226,7 @@ def _run_started(
             "PREPARED_CACHE_DIR", str(settings.artifacts_dir / "cache" / "prepared")
         )
         train = _entry_point(kind)
-        _describe_run(arguments.get("tensorboard_dir"), job_id, record)
+        _describe_run(arguments.get("tensorboard_dir"), record)
         result = {**train(**arguments, progress=reporter), **started_from}
     except JobEnded as error:  # nothing more to write for it (it may even be deleted)
         logger.warning("%s", error)
@@ -356,12 +356,12 @@ def _arguments(
     return arguments, started_from
 
 
-def _describe_run(log_dir: Path | None, job_id: str, record: JobRecord) -> None:
+def _describe_run(log_dir: Path | None, record: JobRecord) -> None:
     """Name the job's TensorBoard run: its kind, id and params (TensorFlow is loaded by now)."""
     if log_dir is not None:
         from training.tensorboard_logs import describe_run
 
-        describe_run(log_dir, f"{record.kind} job {job_id}", record.params)
+        describe_run(log_dir, f"{record.kind} job {record.id}", record.params)
 
 
 def _discard(models: ModelStore, model_id: str | None) -> None:
