@@ -13,11 +13,42 @@ import pytest
 from PIL import Image
 
 from service.plots import figures
-from service.plots.graph_layout import Edge, layout_graph, segments_crossing_boxes
+from service.plots.graph_layout import Box, Edge, GraphLayout, layout_graph
 from service.plots.png import to_png
 from tests.conftest import STACK_DB
 from tests.photo_like import encode
 from tests.stack import ServiceStack, assert_some_busy, wait_for
+
+
+def segments_crossing_boxes(layout: GraphLayout) -> list[tuple[str, str, str]]:
+    """(source, target, box) for every edge segment that enters a box other than its own
+    source's and target's: empty for a layout whose edges avoid the boxes."""
+    crossed = []
+    for edge in layout.edges:
+        for start, end in itertools.pairwise(edge.points):
+            for name, box in layout.boxes.items():
+                if name not in (edge.source, edge.target) and _segment_enters(start, end, box):
+                    crossed.append((edge.source, edge.target, name))
+    return crossed
+
+
+def _segment_enters(start: tuple[float, float], end: tuple[float, float], box: Box) -> bool:
+    """Whether the segment meets the box's interior (Liang-Barsky clipping)."""
+    (x0, y0), (x1, y1) = start, end
+    low, high = 0.0, 1.0
+    for delta, distance_low, distance_high in (
+        (x1 - x0, x0 - box.left, box.right - x0),
+        (y1 - y0, y0 - box.bottom, box.top - y0),
+    ):
+        if delta == 0:
+            if distance_low <= 0 or distance_high <= 0:
+                return False  # parallel to this pair of sides and outside (or on) them
+            continue
+        first, second = -distance_low / delta, distance_high / delta
+        if delta < 0:
+            first, second = distance_high / delta, -distance_low / delta
+        low, high = max(low, first), min(high, second)
+    return high - low > 1e-9
 
 
 @pytest.fixture(scope="module")

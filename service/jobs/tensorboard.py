@@ -32,7 +32,7 @@ COMPRESS_LEVEL = 6
 PACKING_SLOTS = 2
 PACKING = Gate("packing TensorBoard logs", PACKING_SLOTS, "a fixed limit per API process")
 # Opening a log file: never through a link; never waiting on a FIFO someone left there.
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK  # (os.open: never inherited)
 
 
 def logs_root(artifacts_dir: Path) -> Path:
@@ -64,7 +64,7 @@ def archive(artifacts_dir: Path, record: JobRecord) -> tuple[IO[bytes], int]:
     saying why); `ConflictError` when they are over `MAX_ARCHIVE_BYTES` or the folder is a
     link; `Busy` (503) when `PACKING_SLOTS` archives are being packed already."""
     folder = log_dir(artifacts_dir, record.id)
-    _check_folder(folder, artifacts_dir, record.id)
+    _check_folder(folder)
     files = log_files(folder)
     if not files:
         raise _no_logs_error(record)
@@ -149,16 +149,16 @@ def _add(tar: tarfile.TarFile, path: Path, name: str, listed_size: int) -> bool:
     return True
 
 
-def _check_folder(folder: Path, artifacts_dir: Path, job_id: str) -> None:
+def _check_folder(folder: Path) -> None:
     """`ConflictError` for a job folder that is a link: the worker never makes one, and
     following it could send any folder on the server. (Its name is a job id, so a folder that
     is not a link lies in the logs' root.)"""
     if folder.is_symlink():
         raise ConflictError(
-            f"Job {job_id}'s TensorBoard log folder {folder} is a link, which the service never "
-            f"makes and does not follow (it could lead outside {logs_root(artifacts_dir)}). "
-            f"Replace it with the job's own folder, or remove it with the job (DELETE "
-            f"/jobs/{job_id})."
+            f"Job {folder.name}'s TensorBoard log folder {folder} is a link, which the service "
+            f"never makes and does not follow (it could lead outside {folder.parent}). Replace "
+            f"it with the job's own folder, or remove it with the job (DELETE "
+            f"/jobs/{folder.name})."
         )
 
 

@@ -12,9 +12,7 @@ KIND_TASKS = {
     "mlp": Task(DIGIT_TASK.name, ("mlp",), preset="mlp-500-300"),
     "calculator": SUM_TASK,
 }
-ANY_SERVED_MODEL = Task(
-    "TF Serving and KServe v2 predictions", ("cnn", "mlp", "calculator"), preset="cnn"
-)
+ANY_SERVED_MODEL = Task("TF Serving and KServe v2 predictions", tuple(KIND_TASKS), preset="cnn")
 
 
 async def resolve_served(resolver: ModelResolver, name: str) -> ModelRecord:

@@ -112,10 +112,7 @@ def chosen_input(tensors: list[Tensor], signature: Signature, model: str) -> Ten
     spec = next((spec for spec in signature.inputs if spec.name == tensor.name), None)
     if spec is None:
         raise InvalidTensor(f"Model {model!r} has no input {tensor.name!r}; it takes {choices}.")
-    numeric = tensor.datatype in NUMERIC_DATATYPES
-    if (spec.datatype == "BYTES") != (tensor.datatype == "BYTES") or not (
-        numeric or tensor.datatype == "BYTES"
-    ):
+    if tensor.datatype not in (("BYTES",) if spec.datatype == "BYTES" else NUMERIC_DATATYPES):
         expected = (
             "BYTES (base64 image files)"
             if spec.datatype == "BYTES"
@@ -135,7 +132,7 @@ def chosen_input(tensors: list[Tensor], signature: Signature, model: str) -> Ten
     return tensor
 
 
-def tensor_instances(tensor: Tensor, signature: Signature) -> list[Any]:
+def tensor_instances(tensor: Tensor) -> list[Any]:
     """A checked input tensor (`chosen_input`) as TF Serving's decoded instances: one array
     per image (or sequence), or its image files (`Upload`s; 10 a sequence)."""
     values = _flat_values(tensor)

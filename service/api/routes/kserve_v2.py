@@ -31,7 +31,6 @@ from service.predict.reading import check_request_size
 from service.predict.served import resolve_served
 from service.predict.tensors import (
     DATATYPES,
-    Signature,
     Tensor,
     TensorSpec,
     check_outputs,
@@ -306,7 +305,7 @@ async def _infer(
     check_request_size([], image_count(tensor.shape[0], sequence), settings)
     loaded = await loaded_model(cache, record)
     outputs = await predict_instances(
-        loaded, lambda: tensor_instances(tensor, signature), sequence, settings, gate
+        loaded, lambda: tensor_instances(tensor), sequence, settings, gate
     )
     return InferResponse(
         model_name=name,
@@ -348,7 +347,7 @@ async def _ready(
 
 
 def _metadata(name: str, record: ModelRecord) -> ModelMetadata:
-    signature: Signature = signature_for(record.kind)
+    signature = signature_for(record.kind)
     return ModelMetadata(
         name=name,
         versions=[record.id],

@@ -5,7 +5,7 @@
 const $ = (id) => document.getElementById(id);
 
 // Polling: bounded intervals, none while the page is hidden, never two requests of one kind at once.
-const POLL_BUSY_MS = 1500; // a job or a default model is training
+const POLL_BUSY_MS = 1500; // a job or a default model is training, or a default model is missing
 const POLL_IDLE_MS = 10000; // nothing is changing
 
 function every(task) {
@@ -23,7 +23,7 @@ function every(task) {
     try {
       wait = document.hidden ? POLL_IDLE_MS : await task();
     } catch (error) {
-      wait = POLL_IDLE_MS; // shown by the task where it matters; tried again later
+      // shown by the task where it matters; tried again after POLL_IDLE_MS
     } finally {
       running = false;
       timer = setTimeout(run, again ? 0 : wait);
@@ -105,15 +105,20 @@ class ApiError extends Error {
   }
 }
 
+// The service's refusal as an ApiError, with its message.
+async function apiError(response) {
+  const body = await response.json().catch(() => ({ detail: response.statusText }));
+  return new ApiError(response.status, body.detail || `HTTP ${response.status}`);
+}
+
 // The JSON body of a request, or an ApiError with the service's message.
 async function call(url, options = {}) {
   const response = await api(url, options);
-  const body = await response.json().catch(() => ({ detail: response.statusText }));
   if (!response.ok) {
     if (response.status === 401 || response.status === 403) $("token-box").open = true;
-    throw new ApiError(response.status, body.detail || `HTTP ${response.status}`);
+    throw await apiError(response);
   }
-  return body;
+  return response.json().catch(() => ({ detail: response.statusText }));
 }
 
 const get = (url) => call(url);
@@ -281,7 +286,6 @@ const refreshModels = every(async () => {
         ? "Enter the API token (under Jobs) to see the models." : "");
       card.querySelector("progress").hidden = true;
       card.querySelector("button.train").hidden = true;
-      card.querySelector("button.follow").hidden = true;
     }
   }
   for (const spec of Object.values(DEFAULTS)) {
@@ -493,10 +497,7 @@ const PLOT_RETRY_MS = 1500;
 // A plot's picture as an object URL, decoded already; an ApiError where the service refuses it.
 async function loadPicture(url) {
   const response = await api(url);
-  if (!response.ok) {
-    const body = await response.json().catch(() => ({ detail: response.statusText }));
-    throw new ApiError(response.status, body.detail || `HTTP ${response.status}`);
-  }
+  if (!response.ok) throw await apiError(response);
   const picture = URL.createObjectURL(await response.blob());
   try {
     const image = new Image();
