@@ -13,6 +13,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+@dataclass(frozen=True)
+class Load:
+    """What one run of a load generator measured (this one's or wrk's, bench/wrk.py)."""
+
+    concurrency: int
+    seconds: float
+    requests: int
+    throughput: float  # requests/s
+    p50_ms: float
+    p99_ms: float
+    errors: int  # answers other than 200 (wrk: other than 2xx or 3xx) and socket errors
+
+
 @dataclass
 class LoadResult:
     concurrency: int
@@ -32,11 +45,21 @@ class LoadResult:
     def percentile_ms(self, q: float) -> float:
         return float(np.percentile(self.latencies, q) * 1000) if self.latencies else float("nan")
 
+    def summary(self) -> Load:
+        return Load(
+            concurrency=self.concurrency,
+            seconds=self.seconds,
+            requests=self.requests,
+            throughput=self.throughput,
+            p50_ms=self.percentile_ms(50),
+            p99_ms=self.percentile_ms(99),
+            errors=self.errors,
+        )
 
-def multipart_request(host: str, port: int, path: str, name: str, data: bytes) -> bytes:
-    """A complete POST request uploading `data` as the multipart field `file`."""
-    boundary = uuid.uuid4().hex
-    body = (
+
+def multipart_body(name: str, data: bytes, boundary: str) -> bytes:
+    """A multipart/form-data body uploading `data` as the field `file`."""
+    return (
         (
             f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
             f"Content-Type: application/octet-stream\r\n\r\n"
@@ -44,12 +67,22 @@ def multipart_request(host: str, port: int, path: str, name: str, data: bytes) -
         + data
         + f"\r\n--{boundary}--\r\n".encode()
     )
+
+
+def post_request(host: str, port: int, path: str, content_type: str, body: bytes) -> bytes:
+    """A complete POST request."""
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode()
     return head + body
+
+
+def multipart_request(host: str, port: int, path: str, name: str, data: bytes) -> bytes:
+    """A complete POST request uploading `data` as the multipart field `file`."""
+    boundary = uuid.uuid4().hex
+    body = multipart_body(name, data, boundary)
+    return post_request(host, port, path, f"multipart/form-data; boundary={boundary}", body)
 
 
 async def run_load(
