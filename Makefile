@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+PEERS_VENV ?= .venv-peers
+PEERS_PY := $(PEERS_VENV)/bin/python
 
-.PHONY: run test lint format install clean audit
+.PHONY: run test lint format install clean audit bench-tools bench-peers
 
 # The venv is (re)installed when pyproject.toml changes; the stamp files record that it was.
 $(VENV)/.installed: pyproject.toml
@@ -39,5 +41,22 @@ format: $(VENV)/.installed-dev
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
+# The load generator of bench/predict_load.py: Debian's wrk (without it the bench falls back
+# to its own Python generator, which takes more of the CPU it shares with the servers).
+bench-tools:
+	@command -v wrk >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+
+# BentoML, the peer bench/predict_load.py compares the service with, in a venv of its own: its
+# dependencies would change packages in $(VENV) (bench/peers/requirements.py says which).
+$(PEERS_VENV)/.installed: pyproject.toml bench/peers/requirements.py
+	@test -x $(PEERS_PY) || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_PY) -m pip install --quiet --upgrade pip
+	$(PEERS_PY) bench/peers/requirements.py $(VENV) > $(PEERS_VENV)/requirements.txt
+	$(PEERS_PY) -m pip install --quiet -r $(PEERS_VENV)/requirements.txt
+	@touch $@
+
+bench-peers: $(PEERS_VENV)/.installed
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache .ruff_cache
