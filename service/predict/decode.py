@@ -6,6 +6,7 @@ import io
 import struct
 import warnings
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -39,6 +40,9 @@ def decode_upload(data: bytes, name: str, max_bytes: int, max_pixels: int) -> np
             f"{name!r} is {len(data):,} bytes; uploads may be at most {max_bytes:,} bytes. "
             "Send a smaller or more compressed image."
         )
+    plain = _plain_gray_png(data, max_pixels)
+    if plain is not None:
+        return plain
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -68,6 +72,25 @@ def decode_upload(data: bytes, name: str, max_bytes: int, max_pixels: int) -> np
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+GRAY_8_BIT = b"\x08\x00"  # IHDR's bit depth and colour type
+# OpenCV warns on stderr of every broken file it is given; a client's broken upload gets its
+# own 415 (from Pillow) instead.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def _plain_gray_png(data: bytes, max_pixels: int) -> np.ndarray | None:
+    """An 8-bit grayscale PNG without EXIF (MNIST's form, many scans) decoded by OpenCV, which
+    gives Pillow's pixels in a tenth of the time; None for anything else, or anything OpenCV
+    cannot read (Pillow then decodes it, or says why it cannot)."""
+    if not (data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR"):
+        return None
+    if data[24:26] != GRAY_8_BIT or b"eXIf" in data:  # EXIF may turn the image upright
+        return None
+    pixels = decoded_pixels(data)
+    if pixels is None or not 0 < pixels <= max_pixels:
+        return None
+    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    return gray if gray is not None and gray.size == pixels else None
 
 
 def decoded_pixels(data: bytes) -> int | None:
