@@ -79,8 +79,21 @@ def _strokes(ink: np.ndarray, parts: np.ndarray) -> np.ndarray:
     relative to the strongest ink. Strokes keep their anti-aliased edges, so an MNIST digit
     comes out as it went in."""
     inside = ink * (parts > 0)
-    peak = float(np.percentile(inside[inside > 0], 95)) if inside.any() else 1.0
+    peak = _percentile(inside[inside > 0], 95) if inside.any() else 1.0
     return np.clip(inside / max(peak, 1e-6), 0.0, 1.0).astype(np.float32) * 255
+
+
+def _percentile(values: np.ndarray, q: float) -> float:
+    """`np.percentile(values, q)` (linear interpolation, the same float) from one partition:
+    np.percentile's own overhead was a fifth of a 28x28 upload's preparation."""
+    index = q / 100 * (values.size - 1)
+    below = int(index)
+    above = min(below + 1, values.size - 1)
+    low, high = np.partition(values, [below, above])[[below, above]]
+    fraction = index - below
+    step = high - low
+    # numpy's own interpolation: from the nearer side, so that q=100 gives the maximum exactly.
+    return float(high - step * (1 - fraction) if fraction >= 0.5 else low + step * fraction)
 
 
 def _unscaled(box: tuple[int, int, int, int], factor: int) -> tuple[int, int, int, int]:
@@ -155,12 +168,9 @@ def _ink_mask(ink: np.ndarray) -> np.ndarray:
             "digit in dark ink on light paper (or light on dark), filling part of the frame."
         )
     low, high = max(MIN_CONTRAST, LOW * peak), HIGH * peak
-    count, labels, _, _ = cv2.connectedComponentsWithStats(
-        (ink > low).astype(np.uint8), connectivity=8
-    )
-    peaks = np.zeros(count, np.float32)
-    np.maximum.at(peaks, labels.ravel(), ink.ravel())
-    strong = peaks >= high
+    count, labels = cv2.connectedComponents((ink > low).astype(np.uint8), connectivity=8)
+    strong = np.zeros(count, bool)
+    strong[labels[ink >= high]] = True  # the regions holding a pixel at least `high`
     strong[0] = False  # label 0 is the background
     return strong[labels].astype(np.uint8) * 255
 
