@@ -18,6 +18,7 @@ from service.jobs.kinds import JOB_KINDS
 from service.jobs.store import JobStore
 from service.models.store import ModelStore
 from service.predict.models import ModelCache, ModelResolver
+from service.predict.serving import Serving
 from service.settings import Settings, get_settings
 from service.sweeps.store import SweepStore
 
@@ -61,6 +62,10 @@ async def get_prepare_gate(request: Request) -> Gate:
     return request.app.state.prepare_gate
 
 
+async def get_serving(request: Request) -> Serving:
+    return request.app.state.serving
+
+
 RedisDep = Annotated[Redis, Depends(get_redis)]
 JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
 ModelStoreDep = Annotated[ModelStore, Depends(get_model_store)]
@@ -69,6 +74,7 @@ ModelResolverDep = Annotated[ModelResolver, Depends(get_model_resolver)]
 SweepStoreDep = Annotated[SweepStore, Depends(get_sweep_store)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 PrepareGateDep = Annotated[Gate, Depends(get_prepare_gate)]
+ServingDep = Annotated[Serving, Depends(get_serving)]
 
 
 def check_token(request: Request, what: str) -> None:

@@ -16,19 +16,19 @@ from fastapi import APIRouter, Body, Path, Request
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-from service.api.deps import ModelCacheDep, ModelResolverDep, PrepareGateDep, SettingsDep
+from service.api.deps import ModelCacheDep, ModelResolverDep, ServingDep
 from service.api.errors import PROTOCOL_ERROR_RESPONSES
 from service.api.examples import DIGIT_PNG_BASE64
 from service.api.request_id import request_id_of
 from service.api.routes.predict import loaded_model
 from service.errors import NotFoundError, ServiceError, UnavailableError
-from service.gates import Gate
 from service.models.store import ALIAS_PATTERN, MODEL_ID_PATTERN, ModelRecord
 from service.predict.instances import image_count
 from service.predict.models import SUM_TASK, ModelCache, ModelResolver
 from service.predict.protocols import predict_instances
 from service.predict.reading import check_request_size
 from service.predict.served import resolve_served
+from service.predict.serving import Serving
 from service.predict.tensors import (
     DATATYPES,
     Tensor,
@@ -39,7 +39,6 @@ from service.predict.tensors import (
     signature_for,
     tensor_instances,
 )
-from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -258,13 +257,10 @@ async def infer(
     request: Request,
     name: ModelName,
     body: Annotated[InferRequest, Body()],
-    resolver: ModelResolverDep,
-    cache: ModelCacheDep,
-    settings: SettingsDep,
-    gate: PrepareGateDep,
+    serving: ServingDep,
 ) -> Any:
     """Run the model on one input tensor; the response holds its outputs as tensors."""
-    return await _infer(request, name, None, body, resolver, cache, settings, gate)
+    return await _infer(request, name, None, body, serving)
 
 
 @router.post("/models/{name}/versions/{version}/infer", **INFER_OPTIONS)
@@ -273,13 +269,10 @@ async def infer_version(
     name: ModelName,
     version: ModelVersion,
     body: Annotated[InferRequest, Body()],
-    resolver: ModelResolverDep,
-    cache: ModelCacheDep,
-    settings: SettingsDep,
-    gate: PrepareGateDep,
+    serving: ServingDep,
 ) -> Any:
     """`infer`, when `version` is the model's id."""
-    return await _infer(request, name, version, body, resolver, cache, settings, gate)
+    return await _infer(request, name, version, body, serving)
 
 
 async def _infer(
@@ -287,12 +280,9 @@ async def _infer(
     name: str,
     version: str | None,
     body: InferRequest,
-    resolver: ModelResolver,
-    cache: ModelCache,
-    settings: Settings,
-    gate: Gate,
+    serving: Serving,
 ) -> InferResponse:
-    record = await _resolve(resolver, name, version)
+    record = await _resolve(serving.resolver, name, version)
     request.state.model_id = record.id
     signature = signature_for(record.kind)
     requested = [output.name for output in body.outputs] if body.outputs else None
@@ -302,11 +292,9 @@ async def _infer(
     )
     sequence = record.kind in SUM_TASK.kinds
     # Before its data is read: a calculator's row is SEQUENCE_LENGTH images.
-    check_request_size([], image_count(tensor.shape[0], sequence), settings)
-    loaded = await loaded_model(cache, record)
-    outputs = await predict_instances(
-        loaded, lambda: tensor_instances(tensor), sequence, settings, gate
-    )
+    check_request_size([], image_count(tensor.shape[0], sequence), serving.settings)
+    loaded = await loaded_model(serving.cache, record)
+    outputs = await predict_instances(loaded, lambda: tensor_instances(tensor), sequence, serving)
     return InferResponse(
         model_name=name,
         model_version=record.id,

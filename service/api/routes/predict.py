@@ -10,7 +10,7 @@ from fastapi import APIRouter, File, Query, Request, UploadFile
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import ModelCacheDep, ModelResolverDep, PrepareGateDep, SettingsDep
+from service.api.deps import ServingDep
 from service.api.errors import ERROR_RESPONSES
 from service.errors import ConflictError
 from service.models.store import ModelRecord
@@ -100,10 +100,7 @@ async def predict_digit(
     file: Annotated[
         list[UploadFile], File(description="One image of a digit, or several `file` parts.")
     ],
-    resolver: ModelResolverDep,
-    cache: ModelCacheDep,
-    settings: SettingsDep,
-    gate: PrepareGateDep,
+    serving: ServingDep,
     model: ModelQuery = None,
     debug: DebugQuery = False,
 ) -> DigitPrediction | DigitPredictions:
@@ -111,14 +108,15 @@ async def predict_digit(
 
     Example: `curl -F file=@digit.png localhost:8000/predict/digit` (several: repeat `-F
     file=@...`; `?debug=true` adds the 28x28 image the model saw)."""
-    record = await resolver.resolve(DIGIT_TASK, model)
+    settings = serving.settings
+    record = await serving.resolver.resolve(DIGIT_TASK, model)
     request.state.model_id = record.id
-    loaded = await loaded_model(cache, record)
+    loaded = await loaded_model(serving.cache, record)
     with loaded.batcher.arriving():
         uploads = [await read_upload(upload, settings) for upload in file]
         check_request_size(uploads, len(uploads), settings)
         images = await prepare_where_fit(
-            gate, uploads, len(uploads), _prepare_digits, uploads, settings
+            serving.gate, uploads, len(uploads), _prepare_digits, uploads, settings
         )
     info = ModelInfo(id=record.id, kind=record.kind)
     predictions = [
@@ -137,10 +135,7 @@ async def predict_digit(
 @router.post("/sum", response_model=SumPrediction)
 async def predict_sum(
     request: Request,
-    resolver: ModelResolverDep,
-    cache: ModelCacheDep,
-    settings: SettingsDep,
-    gate: PrepareGateDep,
+    serving: ServingDep,
     files: Annotated[
         list[UploadFile], File(description="Exactly 10 digit images, in sequence order.")
     ] = [],  # noqa: B006  FastAPI copies defaults per request
@@ -167,16 +162,17 @@ async def predict_sum(
     Example, 10 images: `curl -F files=@d0.png -F files=@d1.png ... -F files=@d9.png
     localhost:8000/predict/sum`; one image of a row of 10 digits: `curl -F file=@row.jpg
     localhost:8000/predict/sum`."""
-    record, chosen = await _sum_model(resolver, method, model)
+    settings = serving.settings
+    record, chosen = await _sum_model(serving.resolver, method, model)
     request.state.model_id = record.id
-    loaded = await loaded_model(cache, record)
+    loaded = await loaded_model(serving.cache, record)
     with loaded.batcher.arriving():
         uploads = [await read_upload(upload, settings) for upload in files]
         row = await read_upload(file, settings) if file is not None else None
         every_upload = uploads + ([row] if row else [])
         check_request_size(every_upload, len(every_upload), settings)
         images = await prepare_where_fit(
-            gate, every_upload, len(every_upload), prepare_sequence, uploads, row, settings
+            serving.gate, every_upload, len(every_upload), prepare_sequence, uploads, row, settings
         )
     reading: SumReading = await (
         sum_with_calculator(loaded, images)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Request
 from pydantic import BaseModel, Field
 
-from service.api.deps import ModelCacheDep, ModelResolverDep, PrepareGateDep, SettingsDep
+from service.api.deps import ModelResolverDep, ServingDep
 from service.api.errors import ERROR_RESPONSES
 from service.api.examples import DIGIT_PNG_BASE64
 from service.api.routes.predict import ModelInfo, loaded_model
@@ -72,18 +72,15 @@ async def predict(
     request: Request,
     name: ModelName,
     body: Annotated[PredictRequest, Body()],
-    resolver: ModelResolverDep,
-    cache: ModelCacheDep,
-    settings: SettingsDep,
-    gate: PrepareGateDep,
+    serving: ServingDep,
 ) -> PredictResponse:
     """Predict for a batch of instances, in TF Serving's row format."""
-    record = await resolve_served(resolver, name)
+    record = await resolve_served(serving.resolver, name)
     request.state.model_id = record.id
-    loaded = await loaded_model(cache, record)
+    loaded = await loaded_model(serving.cache, record)
     sequence = record.kind in SUM_TASK.kinds
     outputs = await predict_instances(
-        loaded, lambda: decode_images(body.instances), sequence, settings, gate
+        loaded, lambda: decode_images(body.instances), sequence, serving
     )
     return PredictResponse(
         predictions=output_rows(outputs), model=ModelInfo(id=record.id, kind=record.kind)
