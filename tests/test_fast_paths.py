@@ -1,0 +1,153 @@
+"""The serving path's faster ways give what the slower ones give: LiteRT the model's own
+outputs, OpenCV Pillow's pixels, the percentile and ink mask numpy's."""
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.predict import runtime
+from service.predict.decode import UnsupportedImage, _plain_gray_png, decode_upload
+from training import digit_images
+from training.calculator import build_calculator
+from training.cnn import build_mnist_cnn
+from training.mlp import build_mlp
+from training.svhn_cnn import build_svhn_cnn
+
+LIMITS = (10**7, 10**8)  # bytes, pixels
+
+
+@pytest.fixture(scope="module")
+def mnist_digits(mnist_path) -> np.ndarray:
+    with np.load(mnist_path) as data:
+        return data["x_test"][:64].astype(np.float32)
+
+
+def _graph_outputs(model, inputs: np.ndarray) -> np.ndarray:
+    return model(inputs, training=False).numpy()
+
+
+@pytest.mark.parametrize(
+    "build", [build_mnist_cnn, lambda: build_mlp([64, 32], "lecun")], ids=["cnn", "mlp"]
+)
+def test_litert_answers_as_the_keras_model_at_every_batch_size(build, mnist_digits):
+    model = build()
+    predict = runtime.compiled_predict(model)
+    assert predict.__qualname__.startswith("_lite_predict")  # LiteRT serves it
+    for size in (1, 7, 64, 3, 1):  # sizes change: the interpreter's tensors are resized
+        inputs = mnist_digits[:size]
+        np.testing.assert_allclose(predict(inputs), _graph_outputs(model, inputs), atol=1e-5)
+
+
+def test_litert_serves_svhn_inputs_and_the_calculator_stays_on_its_graph(rng):
+    svhn = build_svhn_cnn()
+    inputs = rng.uniform(0, 255, (5, *svhn.input_shape[1:])).astype(np.float32)
+    np.testing.assert_allclose(
+        runtime.compiled_predict(svhn)(inputs), _graph_outputs(svhn, inputs), atol=1e-5
+    )
+    calculator = build_calculator()
+    outputs = runtime.compiled_predict(calculator)(np.zeros((2, 10, 28, 28), np.float32))
+    assert {"digits", "cumulative", "sum"} <= set(outputs)  # several outputs: the graph
+
+
+def test_without_litert_or_with_wrong_outputs_the_graph_serves(monkeypatch, mnist_digits):
+    model = build_mnist_cnn()
+    monkeypatch.setattr(runtime, "_interpreter_class", lambda: None)
+    assert runtime.compiled_predict(model).__qualname__.endswith("graph_predict")
+
+    class NaNInterpreter:  # a runtime that gives garbage is never served
+        def __init__(self, *args, **kwargs) -> None:
+            from ai_edge_litert.interpreter import Interpreter
+
+            self._real = Interpreter(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self._real, name)
+
+        def get_tensor(self, index):
+            return self._real.get_tensor(index) * np.nan
+
+    monkeypatch.setattr(runtime, "_interpreter_class", lambda: NaNInterpreter)
+    predict = runtime.compiled_predict(model)
+    assert predict.__qualname__.endswith("graph_predict")
+    np.testing.assert_allclose(predict(mnist_digits[:3]), _graph_outputs(model, mnist_digits[:3]))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def _png(image: np.ndarray, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", **options)
+    return buffer.getvalue()
+
+
+def _pillow_gray(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+
+
+def test_gray_pngs_decode_to_pillows_pixels(mnist_digits, rng):
+    images = [mnist_digits[i].astype(np.uint8) for i in range(20)]
+    images.append(rng.integers(0, 256, (37, 91), dtype=np.uint8))  # odd sizes, every level
+    for image in images:
+        for data in (_png(image), _png(image, optimize=True), _png(image, compress_level=0)):
+            assert _plain_gray_png(data, LIMITS[1]) is not None
+            np.testing.assert_array_equal(decode_upload(data, "d.png", *LIMITS), image)
+            np.testing.assert_array_equal(decode_upload(data, "d.png", *LIMITS), _pillow_gray(data))
+
+
+def test_other_pngs_take_pillows_path(mnist_digits):
+    digit = mnist_digits[0].astype(np.uint8)
+    rgba = np.dstack([digit, digit, digit, 255 - digit])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: only Pillow's path turns it upright
+    buffer = io.BytesIO()
+    Image.fromarray(digit).save(buffer, format="PNG", exif=exif)
+    for data in (_png(rgba), _png(np.dstack([digit] * 3)), buffer.getvalue()):
+        assert _plain_gray_png(data, LIMITS[1]) is None
+    upright = decode_upload(buffer.getvalue(), "rotated.png", *LIMITS)
+    np.testing.assert_array_equal(upright, np.rot90(digit, -1))
+
+
+def test_broken_gray_pngs_are_refused_as_before(mnist_digits):
+    data = _png(mnist_digits[1].astype(np.uint8))
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF
+    for broken in (data[: len(data) // 2], bytes(flipped), data[:30]):
+        with pytest.raises(UnsupportedImage):
+            decode_upload(broken, "broken.png", *LIMITS)
+    with pytest.raises(Exception, match="pixels"):  # the limit still holds
+        decode_upload(data, "d.png", LIMITS[0], 100)
+
+
+def test_the_percentile_is_numpys(rng):
+    for size in (1, 2, 3, 20, 21, 999, 4096):
+        values = rng.random(size).astype(np.float32)
+        values[: size // 3] = values[-1]  # ties
+        for q in (0, 5, 50, 95, 99.5, 100):
+            assert digit_images._percentile(values, q) == float(np.percentile(values, q))
+
+
+def test_the_ink_mask_keeps_the_regions_that_reach_the_high_threshold(rng):
+    """Against the formulation it replaced: each region's peak, by np.maximum.at."""
+    for _ in range(30):
+        ink = cv2.GaussianBlur(rng.random((40, 50)).astype(np.float32), (0, 0), 2)
+        ink = (ink - ink.min()) / (ink.max() - ink.min())
+        peak = float(ink.max())
+        low, high = (
+            max(digit_images.MIN_CONTRAST, digit_images.LOW * peak),
+            digit_images.HIGH * peak,
+        )
+        count, labels, _, _ = cv2.connectedComponentsWithStats(
+            (ink > low).astype(np.uint8), connectivity=8
+        )
+        peaks = np.zeros(count, np.float32)
+        np.maximum.at(peaks, labels.ravel(), ink.ravel())
+        strong = peaks >= high
+        strong[0] = False
+        expected = strong[labels].astype(np.uint8) * 255
+        np.testing.assert_array_equal(digit_images._ink_mask(ink), expected)
