@@ -6,7 +6,7 @@ import io
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from service.predict import runtime
 from service.predict.decode import UnsupportedImage, _plain_gray_png, decode_upload
@@ -107,10 +107,25 @@ def test_other_pngs_take_pillows_path(mnist_digits):
     exif[0x0112] = 6  # rotated: only Pillow's path turns it upright
     buffer = io.BytesIO()
     Image.fromarray(digit).save(buffer, format="PNG", exif=exif)
-    for data in (_png(rgba), _png(np.dstack([digit] * 3)), buffer.getvalue()):
+    wide = np.zeros((20, 30), np.uint8)
+    wide[5:15, 5:25] = 255
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'  # noqa: E501
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp.decode())
+    xmp_png = _png(wide, pnginfo=info)
+    still, frame = np.full((8, 8), 10, np.uint8), np.full((8, 8), 200, np.uint8)
+    animated = io.BytesIO()  # a still image that is not the animation's first frame
+    Image.fromarray(still).save(
+        animated, format="PNG", save_all=True, append_images=[Image.fromarray(frame)],
+        default_image=True,
+    )  # fmt: skip
+    for data in (_png(rgba), _png(np.dstack([digit] * 3)), buffer.getvalue(), xmp_png):
         assert _plain_gray_png(data, LIMITS[1]) is None
+    assert _plain_gray_png(animated.getvalue(), LIMITS[1]) is None
     upright = decode_upload(buffer.getvalue(), "rotated.png", *LIMITS)
     np.testing.assert_array_equal(upright, np.rot90(digit, -1))
+    assert decode_upload(xmp_png, "xmp.png", *LIMITS).shape == (30, 20)  # turned upright
+    np.testing.assert_array_equal(decode_upload(animated.getvalue(), "a.png", *LIMITS), still)
 
 
 def test_broken_gray_pngs_are_refused_as_before(mnist_digits):

@@ -78,13 +78,36 @@ GRAY_8_BIT = b"\x08\x00"  # IHDR's bit depth and colour type
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
+# Chunks that change nothing Pillow's path does: orientation (eXIf, or EXIF and XMP in text
+# chunks) and animation (acTL: OpenCV gives the first frame, Pillow the still image) are not
+# among them, so such files go through Pillow.
+PLAIN_CHUNKS = frozenset(
+    {b"IHDR", b"IDAT", b"IEND", b"gAMA", b"sRGB", b"cHRM", b"pHYs", b"sBIT", b"tIME", b"bKGD",
+     b"tRNS"}
+)  # fmt: skip
+
+
+def _only_plain_chunks(data: bytes) -> bool:
+    """Whether every chunk of the PNG is one of PLAIN_CHUNKS (walked by their lengths)."""
+    position = len(PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        kind = data[position + 4 : position + 8]
+        if kind not in PLAIN_CHUNKS:
+            return False
+        if kind == b"IEND":
+            return True
+        position += 12 + length
+    return False  # no IEND: Pillow says what is wrong
+
+
 def _plain_gray_png(data: bytes, max_pixels: int) -> np.ndarray | None:
-    """An 8-bit grayscale PNG without EXIF (MNIST's form, many scans) decoded by OpenCV, which
+    """An 8-bit grayscale PNG of plain chunks (MNIST's form, many scans) decoded by OpenCV, which
     gives Pillow's pixels in a tenth of the time; None for anything else, or anything OpenCV
     cannot read (Pillow then decodes it, or says why it cannot)."""
     if not (data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR"):
         return None
-    if data[24:26] != GRAY_8_BIT or b"eXIf" in data:  # EXIF may turn the image upright
+    if data[24:26] != GRAY_8_BIT or not _only_plain_chunks(data):
         return None
     pixels = decoded_pixels(data)
     if pixels is None or not 0 < pixels <= max_pixels:
