@@ -12,7 +12,6 @@ from fastapi import Depends, Header, Query, Request
 from redis import Redis
 
 from service.errors import ForbiddenError, UnauthorizedError
-from service.gates import Gate
 from service.jobs.idempotency import MAX_KEY_LENGTH
 from service.jobs.kinds import JOB_KINDS
 from service.jobs.store import JobStore
@@ -58,10 +57,6 @@ async def get_celery(request: Request) -> Celery:
     return request.app.state.celery
 
 
-async def get_prepare_gate(request: Request) -> Gate:
-    return request.app.state.prepare_gate
-
-
 async def get_serving(request: Request) -> Serving:
     return request.app.state.serving
 
@@ -73,7 +68,6 @@ ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]
 ModelResolverDep = Annotated[ModelResolver, Depends(get_model_resolver)]
 SweepStoreDep = Annotated[SweepStore, Depends(get_sweep_store)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
-PrepareGateDep = Annotated[Gate, Depends(get_prepare_gate)]
 ServingDep = Annotated[Serving, Depends(get_serving)]
 
 

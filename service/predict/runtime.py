@@ -69,13 +69,15 @@ def _lite_predict(
         return None
     (source,), (result,) = interpreter.get_input_details(), interpreter.get_output_details()
     lock = threading.Lock()  # an interpreter runs one call at a time
+    allocated = [tuple(source["shape"])]  # the input shape its tensors are allocated for
 
     def predict(inputs: np.ndarray) -> np.ndarray:
         inputs = np.asarray(inputs, np.float32)
         with lock:
-            if tuple(interpreter.get_input_details()[0]["shape"]) != inputs.shape:
+            if allocated[0] != inputs.shape:
                 interpreter.resize_tensor_input(source["index"], inputs.shape)
                 interpreter.allocate_tensors()
+                allocated[0] = inputs.shape
             interpreter.set_tensor(source["index"], inputs)
             interpreter.invoke()
             return interpreter.get_tensor(result["index"])  # a copy
