@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from service.worker.time_limits import grace_seconds, time_limit_error
+from service.jobs.schemas import JobStatus
+from service.worker.time_limits import grace_seconds, time_limit_error, watch_soft_limit
 from tests.conftest import FAULTS_DB
 from tests.stack import ServiceStack, wait_for
 from tests.test_jobs_api import LONG_RUN
@@ -80,3 +81,31 @@ def _alive(pid: int) -> bool:
     # A killed child stays a zombie until its parent reaps it.
     status = Path(f"/proc/{pid}/stat")
     return status.exists() and status.read_text().split(") ")[-1][:1] != "Z"
+
+
+def test_the_soft_limit_fails_the_job_saying_why_whatever_error_it_surfaced_as():
+    # Raised inside native code, the soft limit's exception can come out as another error
+    # (CI saw "SystemError: Objects/listobject.c:338: bad argument to internal function").
+    from billiard.pool import soft_timeout_sighandler
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from service.settings import get_settings
+    from service.worker.runner import _how_it_ended
+
+    settings = get_settings()
+    native_error = SystemError("Objects/listobject.c:338: bad argument to internal function")
+    before = signal.signal(signal.SIGUSR1, soft_timeout_sighandler)  # as in a worker's child
+    try:
+        watch_soft_limit()
+        assert _how_it_ended("job", native_error, settings) == (
+            JobStatus.FAILED, f"SystemError: {native_error}",
+        )  # fmt: skip
+        with pytest.raises(SoftTimeLimitExceeded):
+            signal.raise_signal(signal.SIGUSR1)
+        assert _how_it_ended("job", native_error, settings) == (
+            JobStatus.FAILED, time_limit_error(settings.job_time_limit_seconds),
+        )  # fmt: skip
+        watch_soft_limit()  # the next job in the process starts afresh, wrapped once
+        assert _how_it_ended("job", native_error, settings)[1] == f"SystemError: {native_error}"
+    finally:
+        signal.signal(signal.SIGUSR1, before)

@@ -23,7 +23,7 @@ from service.jobs.schemas import JobRecord, JobStatus
 from service.jobs.store import SERIES, JobStore, ModelEntry
 from service.models.store import ModelStore
 from service.settings import Settings, get_settings
-from service.worker.time_limits import time_limit_error
+from service.worker.time_limits import soft_limit_reached, time_limit_error, watch_soft_limit
 from service.worker.watchdog import ProgressClock
 from training.progress import TrainingCancelled
 
@@ -187,6 +187,7 @@ def run_job(job_id: str, worker_hostname: str) -> None:
 
     `worker_hostname` is the Celery node name, as `GET /health` lists the worker.
     """
+    watch_soft_limit()
     settings = get_settings()
     redis = Redis.from_url(settings.redis_url, decode_responses=True, **REDIS_OPTIONS)
     store = JobStore(redis, settings.heartbeat_ttl_seconds)
@@ -322,8 +323,8 @@ def _how_it_ended(
     if isinstance(error, TrainingCancelled):
         logger.info("Job %s cancelled.", job_id)
         return JobStatus.CANCELLED, None
-    if isinstance(error, SoftTimeLimitExceeded):
-        logger.warning("Job %s ran past its time limit; stopped.", job_id)
+    if isinstance(error, SoftTimeLimitExceeded) or soft_limit_reached():
+        logger.warning("Job %s ran past its time limit; stopped (%r).", job_id, error)
         return JobStatus.FAILED, time_limit_error(settings.job_time_limit_seconds)
     logger.exception("Job %s failed.", job_id)
     return JobStatus.FAILED, f"{type(error).__name__}: {error}"

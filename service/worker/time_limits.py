@@ -6,6 +6,8 @@ limit; then the worker's parent process, which Celery tells, fails the job with 
 from __future__ import annotations
 
 import logging
+import signal
+from types import FrameType
 
 from celery.worker import state as worker_state
 from celery.worker.request import Request
@@ -18,6 +20,34 @@ from service.settings import get_settings
 logger = logging.getLogger(__name__)
 
 GRACE_SECONDS = 30.0  # between the soft and the hard limit: time to record how the job ended
+
+
+# Set in a job's process when the soft limit's signal arrives (billiard sends SIGUSR1).
+_soft_limit_reached = False
+
+
+def watch_soft_limit() -> None:
+    """Note in this process when the soft limit fires, whatever exception it then causes: raised
+    inside native code (TensorFlow, a list operation), the limit can surface as another error,
+    such as `SystemError: ... bad argument to internal function`. Call in the main thread."""
+    global _soft_limit_reached
+    _soft_limit_reached = False
+    handler = signal.getsignal(signal.SIGUSR1)
+    if not callable(handler) or getattr(handler, "notes_soft_limit", False):
+        return
+
+    def noting(signum: int, frame: FrameType | None) -> None:
+        global _soft_limit_reached
+        _soft_limit_reached = True
+        handler(signum, frame)
+
+    noting.notes_soft_limit = True  # type: ignore[attr-defined]
+    signal.signal(signal.SIGUSR1, noting)
+
+
+def soft_limit_reached() -> bool:
+    """Whether the soft limit has fired in this process since `watch_soft_limit()`."""
+    return _soft_limit_reached
 
 
 def grace_seconds(limit_seconds: float) -> float:
