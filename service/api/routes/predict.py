@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import ServingDep
 from service.api.errors import ERROR_RESPONSES
+from service.api.forms import SmallFormRoute
 from service.errors import ConflictError
 from service.models.store import ModelRecord
 from service.predict.models import (
@@ -42,6 +43,7 @@ router = APIRouter(
     prefix="/predict",
     tags=["predict"],
     responses=ERROR_RESPONSES,
+    route_class=SmallFormRoute,
 )
 
 ModelQuery = Annotated[
