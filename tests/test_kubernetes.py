@@ -1,0 +1,321 @@
+"""Kubernetes manifests (deploy/kubernetes): each overlay renders with `kubectl kustomize`, every
+object it renders validates offline against Kubernetes' own schemas (kubernetes-validate), and
+the objects run the service as docker-compose.yml does: the same images, commands, settings and
+grace, probes on the health endpoints, the API scaled on CPU, one GPU per worker in the gpu
+overlay and none in the cpu one, Redis persistent, and placeholders only in the secrets."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import functools
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from service.api.exposure import (
+    LOOPBACK_HOST_NAMES,
+    MIN_TOKEN_LENGTH,
+    UnsafeExposure,
+    check_exposure,
+)
+from service.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KUSTOMIZE_DIR = REPO_ROOT / "deploy/kubernetes"
+OVERLAYS = ("gpu", "cpu")
+# Schemas shipped in the kubernetes-validate package (offline): the kubectl of the development
+# machines (1.32) and the newest the package knows.
+KUBERNETES_VERSIONS = ("1.32.0", "1.37.0")
+COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
+DOCKERFILE = (REPO_ROOT / "Dockerfile").read_text()
+PLACEHOLDER = "replace-me"  # the value of every secret in the manifests
+# Variables the manifests set that are not the service's settings, and whose they are.
+NOT_SETTINGS = {
+    "REDIS_PASSWORD": "Redis' own (--requirepass); REDIS_URL is built from it: $(REDIS_PASSWORD)",
+    "REDISCLI_AUTH": "redis-cli's, for Redis' probes",
+}
+EXPECTED_KINDS = {
+    "Namespace", "ConfigMap", "Secret", "Service", "PersistentVolumeClaim", "Deployment",
+    "StatefulSet", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+}  # fmt: skip
+
+
+def _renderer() -> list[str] | None:
+    if kubectl := shutil.which("kubectl"):
+        return [kubectl, "kustomize"]
+    if kustomize := shutil.which("kustomize"):
+        return [kustomize, "build"]
+    return None
+
+
+@functools.cache
+def _render(overlay: str) -> tuple[dict[str, Any], ...]:
+    command = _renderer()
+    if command is None:
+        pytest.skip(
+            "neither kubectl nor kustomize is on PATH, so the Kubernetes manifests cannot be "
+            "rendered here: install kubectl to run these tests"
+        )
+    completed = subprocess.run(
+        [*command, str(KUSTOMIZE_DIR / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return tuple(doc for doc in yaml.safe_load_all(completed.stdout) if doc)
+
+
+@pytest.fixture(params=OVERLAYS)
+def overlay(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def objects(overlay: str) -> list[dict[str, Any]]:
+    """The overlay's rendered objects (a copy: a test may change them)."""
+    return copy.deepcopy(list(_render(overlay)))
+
+
+def _one(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} rendered"
+    return found[0]
+
+
+def _pod(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return _one(objects, kind, name)["spec"]["template"]["spec"]
+
+
+def _container(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (container,) = _pod(objects, kind, name)["containers"]
+    return container
+
+
+def _secret_values(objects: list[dict[str, Any]]) -> dict[str, str]:
+    values = {}
+    for secret in (o for o in objects if o["kind"] == "Secret"):
+        assert "stringData" not in secret
+        for key, value in secret.get("data", {}).items():
+            values[key] = base64.b64decode(value).decode()
+    return values
+
+
+def _environment(objects: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, Any]:
+    """A container's variables as it sees them: {name: value}, a secret's as ("secret", key)."""
+    env: dict[str, Any] = {}
+    for source in container.get("envFrom", []):
+        config_map = _one(objects, "ConfigMap", source["configMapRef"]["name"])
+        env.update(config_map["data"])
+    for variable in container.get("env", []):
+        if "value" in variable:
+            env[variable["name"]] = variable["value"]
+        else:
+            ref = variable["valueFrom"]["secretKeyRef"]
+            _one(objects, "Secret", ref["name"])  # the reference names a rendered Secret
+            env[variable["name"]] = ("secret", ref["key"])
+    return env
+
+
+def _compose_default(value: str) -> str:
+    """A compose value as it is when .env sets nothing; `${X:?...}` (required) as `$(X)`."""
+    value = re.sub(r"\$\{(\w+):\?[^}]*\}", r"$(\1)", value)
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+
+
+def _compose_environment(service: str) -> dict[str, str]:
+    return {name: _compose_default(str(value)) for name, value in
+            COMPOSE[service]["environment"].items()}  # fmt: skip
+
+
+def test_each_overlay_renders_and_validates_against_the_kubernetes_schemas(objects):
+    assert {o["kind"] for o in objects} == EXPECTED_KINDS
+    errors = []
+    for obj, version in ((o, v) for o in objects for v in KUBERNETES_VERSIONS):
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            errors.append(f"{obj['kind']}/{obj['metadata']['name']} ({version}): {error.message}")
+    assert errors == []
+    for obj in objects:
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"]["namespace"] == "digit-service"
+    # The schemas are strict: a misspelt field fails.
+    api = _one(objects, "Deployment", "api")
+    api["spec"]["template"]["spec"]["containers"][0]["livenesProbes"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError, match="livenesProbes"):
+        kubernetes_validate.validate(api, KUBERNETES_VERSIONS[0], strict=True)
+
+
+def test_the_api_runs_as_compose_runs_it_with_probes_on_the_health_endpoints(objects):
+    from service.api.routes import health, kserve_v2
+
+    api = _container(objects, "Deployment", "api")
+    assert api["image"] == COMPOSE["api"]["image"]
+    assert api["command"] == COMPOSE["api"]["command"]
+    (port,) = api["ports"]
+    assert port["containerPort"] == int(_environment(objects, api)["PORT"]) == 8000
+    # Liveness must not depend on Redis: a Redis outage does not restart the API.
+    probes = {kind: api[kind]["httpGet"] for kind in
+              ("startupProbe", "livenessProbe", "readinessProbe")}  # fmt: skip
+    assert probes["livenessProbe"]["path"] == "/v2/health/live"
+    assert probes["startupProbe"]["path"] == "/v2/health/live"
+    assert probes["readinessProbe"]["path"] == "/v2/health/ready"
+    routes = {r.path for r in [*kserve_v2.health_router.routes, *health.router.routes]}
+    for probe in probes.values():
+        assert probe["path"] in routes
+        assert probe["port"] == port["name"]
+        # A Host the API answers whatever ALLOWED_HOSTS says.
+        assert probe["httpHeaders"] == [{"name": "Host", "value": "localhost"}]
+        assert "localhost" in LOOPBACK_HOST_NAMES
+    service = _one(objects, "Service", "api")
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http"}]
+    labels = _one(objects, "Deployment", "api")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+
+
+def test_the_hpa_scales_the_api_deployment_on_cpu(objects):
+    hpa = _one(objects, "HorizontalPodAutoscaler", "api")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1", "kind": "Deployment", "name": "api"}  # fmt: skip
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["type"] == "Resource" and metric["resource"]["name"] == "cpu"
+    assert metric["resource"]["target"]["type"] == "Utilization"
+    assert hpa["spec"]["minReplicas"] >= 2 and hpa["spec"]["maxReplicas"] > 2
+    # The HPA owns the count; utilisation is measured against the CPU request.
+    assert "replicas" not in _one(objects, "Deployment", "api")["spec"]
+    assert _container(objects, "Deployment", "api")["resources"]["requests"]["cpu"]
+
+
+def test_workers_take_one_job_at_a_time_with_the_grace_of_compose(objects, overlay):
+    compose = COMPOSE["worker" if overlay == "gpu" else "worker-cpu"]
+    worker = _container(objects, "Deployment", "worker")
+    assert worker["image"] == compose["image"] == f"digit-service:{overlay}"
+    assert worker["command"] == compose["command"]
+    for flag in ("--concurrency", "--max-tasks-per-child", "--prefetch-multiplier"):
+        assert worker["command"][worker["command"].index(flag) + 1] == "1"
+    grace = re.fullmatch(r"(\d+)s", compose["stop_grace_period"])
+    assert grace and _pod(objects, "Deployment", "worker")["terminationGracePeriodSeconds"] == int(
+        grace[1]
+    )
+    for probe in ("startupProbe", "livenessProbe"):
+        assert worker[probe]["exec"]["command"] == compose["healthcheck"]["test"][1:]
+    limits, requests = worker["resources"]["limits"], worker["resources"]["requests"]
+    if overlay == "gpu":
+        assert limits["nvidia.com/gpu"] == "1"
+    else:
+        assert "nvidia.com/gpu" not in limits and "nvidia.com/gpu" not in requests
+    assert limits["memory"] == "16Gi"  # compose's WORKER_MEMORY_LIMIT
+
+
+def test_redis_persists_to_its_own_volume_with_append_only(objects):
+    statefulset = _one(objects, "StatefulSet", "redis")
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    redis = _container(objects, "StatefulSet", "redis")
+    assert {"name": claim["metadata"]["name"], "mountPath": "/data"} in redis["volumeMounts"]
+    assert redis["command"] == ["sh", "-c"]
+    (script,) = redis["args"]
+    assert "exec redis-server --appendonly yes --appendfsync everysec" in script
+    assert '--requirepass "$REDIS_PASSWORD"' in script
+    assert _environment(objects, redis)["REDIS_PASSWORD"] == ("secret", "REDIS_PASSWORD")
+    service = _one(objects, "Service", "redis")
+    assert service["spec"]["ports"][0]["port"] == 6379
+    assert statefulset["spec"]["serviceName"] == "redis"
+    labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+
+
+def test_redis_refuses_a_short_or_unsafe_password_and_starts_with_a_good_one(tmp_path):
+    (script,) = _container(list(_render("gpu")), "StatefulSet", "redis")["args"]
+    stub = tmp_path / "redis-server"
+    stub.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/args\n')
+    stub.chmod(0o755)
+
+    def start(password: str) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "REDIS_PASSWORD": password}
+        return subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True)
+
+    for refused in (PLACEHOLDER, "", "a" * 15, "a" * 31 + ":@/"):
+        started = start(refused)
+        assert started.returncode == 1 and "REDIS_PASSWORD" in started.stderr
+        assert not (tmp_path / "args").exists()
+    password = "0123456789abcdef" * 4
+    assert start(password).returncode == 0
+    assert (tmp_path / "args").read_text().split() == [
+        "--appendonly", "yes", "--appendfsync", "everysec", "--requirepass", password]  # fmt: skip
+
+
+def test_secrets_hold_placeholders_that_nothing_starts_with(objects):
+    assert _secret_values(objects) == {"API_TOKEN": PLACEHOLDER, "REDIS_PASSWORD": PLACEHOLDER}
+    assert len(PLACEHOLDER) < MIN_TOKEN_LENGTH
+    settings = Settings(_env_file=None, host="0.0.0.0", api_token=PLACEHOLDER)
+    with pytest.raises(UnsafeExposure, match="at least 16"):
+        check_exposure(settings)
+    # Secret values come from the Secret only, never written into a workload.
+    from_secret = {
+        "API_TOKEN": ("secret", "API_TOKEN"),
+        "REDIS_PASSWORD": ("secret", "REDIS_PASSWORD"),
+        "REDISCLI_AUTH": ("secret", "REDIS_PASSWORD"),
+    }
+    for kind, name in (("Deployment", "api"), ("Deployment", "worker"), ("StatefulSet", "redis")):
+        for variable, value in _environment(objects, _container(objects, kind, name)).items():
+            if variable in from_secret or isinstance(value, tuple):
+                assert value == from_secret.get(variable), f"{name}: {variable}"
+    assert "API_TOKEN" in _environment(objects, _container(objects, "Deployment", "api"))
+
+
+def test_every_variable_set_is_a_setting_and_as_compose_sets_it(objects):
+    fields = {name.upper() for name in Settings.model_fields}
+    set_by_manifests = set()
+    for kind, name in (("Deployment", "api"), ("Deployment", "worker"), ("StatefulSet", "redis")):
+        container = _container(objects, kind, name)
+        names = [variable["name"] for variable in container.get("env", [])]
+        if "REDIS_URL" in names:  # $(REDIS_PASSWORD) expands only when defined before
+            assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL")
+        set_by_manifests |= set(_environment(objects, container))
+    assert set_by_manifests - fields - set(NOT_SETTINGS) == set()
+    for kind, name, service in (("Deployment", "api", "api"), ("Deployment", "worker", "worker")):
+        env = _environment(objects, _container(objects, kind, name))
+        compose = _compose_environment(service)
+        assert set(env) == set(compose) | {"REDIS_PASSWORD"}
+        for variable, value in env.items():
+            if not isinstance(value, tuple):  # secrets are placeholders here, unset in compose
+                assert value == compose[variable], variable
+    redis_env = _environment(objects, _container(objects, "StatefulSet", "redis"))
+    assert set(redis_env) == set(COMPOSE["redis"]["environment"]) | {"REDIS_PASSWORD"}
+
+
+def test_api_and_workers_share_the_artifacts_volume(objects):
+    claim = _one(objects, "PersistentVolumeClaim", "artifacts")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    for name in ("api", "worker"):
+        pod = _pod(objects, "Deployment", name)
+        (container,) = pod["containers"]
+        assert _environment(objects, container)["ARTIFACTS_DIR"] == "/data"
+        (mount,) = container["volumeMounts"]
+        assert mount["mountPath"] == "/data"
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        assert volume["persistentVolumeClaim"]["claimName"] == "artifacts"
+
+
+def test_pods_run_unprivileged_as_the_images_user(objects):
+    uid = int(re.search(r"useradd .*--uid (\d+) app", DOCKERFILE)[1])
+    for kind, name in (("Deployment", "api"), ("Deployment", "worker"), ("StatefulSet", "redis")):
+        pod = _pod(objects, kind, name)
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["enableServiceLinks"] is False  # no REDIS_PORT=tcp://... in the settings
+        if name != "redis":
+            assert pod["securityContext"]["runAsUser"] == uid
+        (container,) = pod["containers"]
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
