@@ -24,7 +24,6 @@ from service.jobs.store import SERIES, JobStore, ModelEntry
 from service.models.store import ModelStore
 from service.settings import Settings, get_settings
 from service.worker.time_limits import soft_limit_reached, time_limit_error, watch_soft_limit
-from service.worker.warm_start import wait_for_early_imports
 from service.worker.watchdog import ProgressClock
 from training.progress import TrainingCancelled
 
@@ -188,7 +187,6 @@ def run_job(job_id: str, worker_hostname: str) -> None:
 
     `worker_hostname` is the Celery node name, as `GET /health` lists the worker.
     """
-    wait_for_early_imports()
     watch_soft_limit()
     settings = get_settings()
     redis = Redis.from_url(settings.redis_url, decode_responses=True, **REDIS_OPTIONS)

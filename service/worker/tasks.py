@@ -3,9 +3,7 @@
 from celery import Task
 
 from service.jobs.task_names import RUN_JOB_TASK
-
-# The worker's start-up and shutdown hooks, and each job process's early TensorFlow import.
-from service.worker import hooks, warm_start  # noqa: F401
+from service.worker import hooks  # noqa: F401  (the worker's start-up and shutdown hooks)
 from service.worker.celery_app import celery_app
 from service.worker.runner import run_job
 from service.worker.time_limits import JobRequest
