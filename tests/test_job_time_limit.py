@@ -83,29 +83,60 @@ def _alive(pid: int) -> bool:
     return status.exists() and status.read_text().split(") ")[-1][:1] != "Z"
 
 
-def test_the_soft_limit_fails_the_job_saying_why_whatever_error_it_surfaced_as():
+def test_the_soft_limit_fails_the_job_saying_why_whatever_error_it_surfaced_as(monkeypatch):
     # Raised inside native code, the soft limit's exception can come out as another error
     # (CI saw "SystemError: Objects/listobject.c:338: bad argument to internal function").
     from billiard.pool import soft_timeout_sighandler
     from celery.exceptions import SoftTimeLimitExceeded
 
     from service.settings import get_settings
-    from service.worker.runner import _how_it_ended
+    from service.worker import runner
 
     settings = get_settings()
     native_error = SystemError("Objects/listobject.c:338: bad argument to internal function")
     before = signal.signal(signal.SIGUSR1, soft_timeout_sighandler)  # as in a worker's child
     try:
-        watch_soft_limit()
-        assert _how_it_ended("job", native_error, settings) == (
+        # The runner watches from a job's start (stopped here before it reaches Redis).
+        def stop_before_redis():
+            raise LookupError("stopped")
+
+        monkeypatch.setattr(runner, "get_settings", stop_before_redis)
+        with pytest.raises(LookupError):
+            runner.run_job("job", worker_hostname="test")
+        assert getattr(signal.getsignal(signal.SIGUSR1), "notes_soft_limit", False)
+        assert runner._how_it_ended("job", native_error, settings) == (
             JobStatus.FAILED, f"SystemError: {native_error}",
         )  # fmt: skip
         with pytest.raises(SoftTimeLimitExceeded):
             signal.raise_signal(signal.SIGUSR1)
-        assert _how_it_ended("job", native_error, settings) == (
+        assert runner._how_it_ended("job", native_error, settings) == (
             JobStatus.FAILED, time_limit_error(settings.job_time_limit_seconds),
         )  # fmt: skip
-        watch_soft_limit()  # the next job in the process starts afresh, wrapped once
-        assert _how_it_ended("job", native_error, settings)[1] == f"SystemError: {native_error}"
+        watch_soft_limit()  # the next job in the process starts afresh, still watched
+        ordinary = f"SystemError: {native_error}"
+        assert runner._how_it_ended("job", native_error, settings)[1] == ordinary
+        with pytest.raises(SoftTimeLimitExceeded):
+            signal.raise_signal(signal.SIGUSR1)
+        assert runner._how_it_ended("job", native_error, settings)[1] == time_limit_error(
+            settings.job_time_limit_seconds
+        )
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+        watch_soft_limit()  # clears the flag; another handler is left as it is
+
+
+def test_only_billiard_s_soft_limit_handler_is_watched():
+    # In the solo pool SIGUSR1 asks Celery for tracebacks: not a time limit.
+    def traceback_dump(signum, frame):
+        pass
+
+    from service.worker.time_limits import soft_limit_reached
+
+    before = signal.signal(signal.SIGUSR1, traceback_dump)
+    try:
+        watch_soft_limit()
+        assert signal.getsignal(signal.SIGUSR1) is traceback_dump
+        signal.raise_signal(signal.SIGUSR1)
+        assert not soft_limit_reached()
     finally:
         signal.signal(signal.SIGUSR1, before)

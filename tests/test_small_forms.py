@@ -83,6 +83,12 @@ CASES = {
         MULTIPART,
         raw(file_part().replace(b"Disposition: ", b"Disposition:")),
     ),
+    "a CR in a header": (MULTIPART, raw(file_part(extra=b"Content-Type: ima\rge/png\r\n"))),
+    "a CR in a name": (MULTIPART, raw(file_part(name=b"fi\rle"))),
+    "9 headers": (MULTIPART, raw(file_part(extra=b"Content-Type: image/png\r\n" * 7))),
+    "8 headers": (MULTIPART, raw(file_part(extra=b"Content-Type: image/png\r\n" * 6))),
+    "a header line over the size limit": (MULTIPART, raw(file_part(filename=b"f" * 4169))),
+    "a header line at the size limit": (MULTIPART, raw(file_part(filename=b"f" * 4168))),
     "no name": (MULTIPART, raw(b'Content-Disposition: form-data; filename="d.png"\r\n\r\nxx')),
     "no headers": (MULTIPART, raw(b"\r\nxx")),
     "not form-data": (MULTIPART, raw(file_part().replace(b"form-data", b"attachment"))),
@@ -156,7 +162,8 @@ def test_plain_forms_take_the_small_path(case):
 @pytest.mark.parametrize(
     "case", ["preamble", "epilogue", "extra part header", "tab in a header", "no headers",
              "LF line endings", "truncated", "charset", "too many files", "field too large",
-             "large", "not multipart", "no name"],
+             "large", "not multipart", "no name", "a CR in a header", "a CR in a name",
+             "9 headers", "a header line over the size limit"],
 )  # fmt: skip
 def test_anything_else_is_left_to_starlette(case):
     content_type, body = CASES[case]

@@ -12,7 +12,11 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
-from python_multipart.multipart import parse_options_header
+from python_multipart.multipart import (
+    DEFAULT_MAX_HEADER_COUNT,
+    DEFAULT_MAX_HEADER_SIZE,
+    parse_options_header,
+)
 from starlette.datastructures import FormData, Headers, UploadFile
 
 SMALL_FORM_BYTES = 512 * 1024  # larger bodies are streamed through Starlette's parser
@@ -38,7 +42,12 @@ def split_form(body: bytes, boundary: bytes) -> list[Part] | None:
             return None
         headers = []
         disposition = None
-        for line in head[2:].split(b"\r\n"):
+        lines = head[2:].split(b"\r\n")
+        if len(lines) > DEFAULT_MAX_HEADER_COUNT:  # python-multipart refuses more
+            return None
+        for line in lines:
+            if b"\r" in line or len(line) > DEFAULT_MAX_HEADER_SIZE:  # refused there too
+                return None
             name, colon, value = line.partition(b":")
             name = name.lower()
             value = value.lstrip(b" ")

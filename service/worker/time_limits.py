@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from types import FrameType
 
+from billiard.pool import soft_timeout_sighandler
 from celery.worker import state as worker_state
 from celery.worker.request import Request
 from redis import Redis
@@ -29,11 +31,15 @@ _soft_limit_reached = False
 def watch_soft_limit() -> None:
     """Note in this process when the soft limit fires, whatever exception it then causes: raised
     inside native code (TensorFlow, a list operation), the limit can surface as another error,
-    such as `SystemError: ... bad argument to internal function`. Call in the main thread."""
+    such as `SystemError: ... bad argument to internal function`."""
     global _soft_limit_reached
     _soft_limit_reached = False
     handler = signal.getsignal(signal.SIGUSR1)
-    if not callable(handler) or getattr(handler, "notes_soft_limit", False):
+    # Only billiard's handler in a prefork child means the soft limit (in the solo pool, SIGUSR1
+    # asks Celery for tracebacks); signals can be handled only on the main thread.
+    if handler is not soft_timeout_sighandler or threading.current_thread() is not (
+        threading.main_thread()
+    ):
         return
 
     def noting(signum: int, frame: FrameType | None) -> None:
