@@ -1,8 +1,9 @@
 """Kubernetes manifests (deploy/kubernetes): each overlay renders with `kubectl kustomize`, every
 object it renders validates offline against Kubernetes' own schemas (kubernetes-validate), and
 the objects run the service as docker-compose.yml does: the same images, commands, settings and
-grace, probes on the health endpoints, the API scaled on CPU, one GPU per worker in the gpu
-overlay and none in the cpu one, Redis persistent, and placeholders only in the secrets."""
+grace, probes on the health endpoints (liveness never on Redis), the API scaled on CPU, one GPU
+per worker in the gpu overlay and none in the cpu one, Redis persistent, and placeholders only in
+the secrets. Without kubectl or kustomize the tests skip, and fail where CI is set."""
 
 from __future__ import annotations
 
@@ -48,30 +49,33 @@ EXPECTED_KINDS = {
 }  # fmt: skip
 
 
-def _renderer() -> list[str] | None:
+def _renderer() -> list[str]:
+    """`kubectl kustomize` or `kustomize build`; without either, skip, or fail where CI is set
+    (CI must run these tests, not skip them unseen)."""
     if kubectl := shutil.which("kubectl"):
         return [kubectl, "kustomize"]
     if kustomize := shutil.which("kustomize"):
         return [kustomize, "build"]
-    return None
+    reason = (
+        "neither kubectl nor kustomize is on PATH, so the Kubernetes manifests cannot be "
+        "rendered here: install kubectl to run these tests"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set and {reason}")
+    pytest.skip(reason)
+
+
+def _render_dir(directory: Path) -> tuple[dict[str, Any], ...]:
+    completed = subprocess.run(
+        [*_renderer(), str(directory)], capture_output=True, text=True, timeout=60
+    )
+    assert completed.returncode == 0, completed.stderr
+    return tuple(doc for doc in yaml.safe_load_all(completed.stdout) if doc)
 
 
 @functools.cache
 def _render(overlay: str) -> tuple[dict[str, Any], ...]:
-    command = _renderer()
-    if command is None:
-        pytest.skip(
-            "neither kubectl nor kustomize is on PATH, so the Kubernetes manifests cannot be "
-            "rendered here: install kubectl to run these tests"
-        )
-    completed = subprocess.run(
-        [*command, str(KUSTOMIZE_DIR / "overlays" / overlay)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert completed.returncode == 0, completed.stderr
-    return tuple(doc for doc in yaml.safe_load_all(completed.stdout) if doc)
+    return _render_dir(KUSTOMIZE_DIR / "overlays" / overlay)
 
 
 @pytest.fixture(params=OVERLAYS)
@@ -136,6 +140,27 @@ def _compose_environment(service: str) -> dict[str, str]:
             COMPOSE[service]["environment"].items()}  # fmt: skip
 
 
+def _compose_memory(service: str) -> str:
+    """Compose's default mem_limit of a service (`${X:-16g}`) in Kubernetes' units: Docker's
+    k, m, g are binary (1024-based), Kubernetes' Ki, Mi, Gi."""
+    limit = re.fullmatch(r"(\d+)([kmg])", _compose_default(COMPOSE[service]["mem_limit"]).lower())
+    assert limit, COMPOSE[service]["mem_limit"]
+    return limit[1] + {"k": "Ki", "m": "Mi", "g": "Gi"}[limit[2]]
+
+
+def _expand(value: str, env: dict[str, Any]) -> str:
+    """`$(VAR)` as the kubelet expands it in command, args and env values: from the container's
+    variables (env and envFrom); `$$` is a literal `$`; an unknown variable stays as written."""
+
+    def one(match: re.Match[str]) -> str:
+        if match[0] == "$$":
+            return "$"
+        found = env.get(match[1])
+        return found if isinstance(found, str) else match[0]
+
+    return re.sub(r"\$\$|\$\((\w+)\)", one, value)
+
+
 def test_each_overlay_renders_and_validates_against_the_kubernetes_schemas(objects):
     assert {o["kind"] for o in objects} == EXPECTED_KINDS
     errors = []
@@ -162,7 +187,9 @@ def test_the_api_runs_as_compose_runs_it_with_probes_on_the_health_endpoints(obj
     assert api["image"] == COMPOSE["api"]["image"]
     assert api["command"] == COMPOSE["api"]["command"]
     (port,) = api["ports"]
-    assert port["containerPort"] == int(_environment(objects, api)["PORT"]) == 8000
+    default_port = Settings.model_fields["port"].default
+    assert port["containerPort"] == int(_environment(objects, api)["PORT"]) == default_port
+    assert api["resources"]["limits"]["memory"] == _compose_memory("api")
     # Liveness must not depend on Redis: a Redis outage does not restart the API.
     probes = {kind: api[kind]["httpGet"] for kind in
               ("startupProbe", "livenessProbe", "readinessProbe")}  # fmt: skip
@@ -178,7 +205,8 @@ def test_the_api_runs_as_compose_runs_it_with_probes_on_the_health_endpoints(obj
         assert "localhost" in LOOPBACK_HOST_NAMES
     service = _one(objects, "Service", "api")
     assert service["spec"]["type"] == "ClusterIP"
-    assert service["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http"}]
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": default_port, "targetPort": "http"}]  # fmt: skip
     labels = _one(objects, "Deployment", "api")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
 
@@ -201,21 +229,103 @@ def test_workers_take_one_job_at_a_time_with_the_grace_of_compose(objects, overl
     compose = COMPOSE["worker" if overlay == "gpu" else "worker-cpu"]
     worker = _container(objects, "Deployment", "worker")
     assert worker["image"] == compose["image"] == f"digit-service:{overlay}"
-    assert worker["command"] == compose["command"]
+    env = _environment(objects, worker)
+    command = [_expand(part, env) for part in worker["command"]]
+    assert command == compose["command"]
     for flag in ("--concurrency", "--max-tasks-per-child", "--prefetch-multiplier"):
-        assert worker["command"][worker["command"].index(flag) + 1] == "1"
+        assert command[command.index(flag) + 1] == "1"
     grace = re.fullmatch(r"(\d+)s", compose["stop_grace_period"])
     assert grace and _pod(objects, "Deployment", "worker")["terminationGracePeriodSeconds"] == int(
         grace[1]
     )
-    for probe in ("startupProbe", "livenessProbe"):
-        assert worker[probe]["exec"]["command"] == compose["healthcheck"]["test"][1:]
     limits, requests = worker["resources"]["limits"], worker["resources"]["requests"]
     if overlay == "gpu":
         assert limits["nvidia.com/gpu"] == "1"
     else:
         assert "nvidia.com/gpu" not in limits and "nvidia.com/gpu" not in requests
-    assert limits["memory"] == "16Gi"  # compose's WORKER_MEMORY_LIMIT
+    assert limits["memory"] == _compose_memory("worker")  # compose's WORKER_MEMORY_LIMIT
+
+
+def test_workers_read_the_queue_that_jobs_are_sent_to(objects, overlay, tmp_path):
+    worker = _container(objects, "Deployment", "worker")
+    command = worker["command"]
+    # The queue is JOB_QUEUE, the setting the API sends jobs by, never a name typed in.
+    assert command[command.index("--queues") + 1] == "$(JOB_QUEUE)"
+    env = _environment(objects, worker)
+    assert (
+        env["JOB_QUEUE"]
+        == _environment(objects, _container(objects, "Deployment", "api"))["JOB_QUEUE"]
+    )
+    # Every reference resolves (the kubelet leaves an unknown one as written).
+    for part in command:
+        assert "$(" not in _expand(part, env), part
+    # Changed as the README says (an overlay's configMapGenerator, `behavior: merge`), the
+    # workers follow.
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [os.path.relpath(KUSTOMIZE_DIR / "overlays" / overlay, tmp_path)],
+                "configMapGenerator": [
+                    {
+                        "name": "digit-service-config",
+                        "behavior": "merge",
+                        "literals": ["JOB_QUEUE=training"],
+                    }
+                ],
+            }
+        )
+    )
+    changed = list(_render_dir(tmp_path))
+    worker = _container(changed, "Deployment", "worker")
+    command = [_expand(part, _environment(changed, worker)) for part in worker["command"]]
+    assert command[command.index("--queues") + 1] == "training"
+    api_env = _environment(changed, _container(changed, "Deployment", "api"))
+    assert api_env["JOB_QUEUE"] == "training"
+
+
+def test_worker_liveness_does_not_depend_on_redis(objects):
+    """A Redis outage must not restart the workers (and kill their jobs): liveness checks only
+    that the Celery parent (PID 1) is a live process; the healthcheck, which asks Redis, is
+    readiness only."""
+    compose = COMPOSE["worker"]
+    worker = _container(objects, "Deployment", "worker")
+    assert worker["command"][0] == "celery"  # PID 1 is the Celery parent, not a shell
+    assert worker["readinessProbe"]["exec"]["command"] == compose["healthcheck"]["test"][1:]
+    assert "startupProbe" not in worker  # nothing to wait for that liveness needs
+    liveness = worker["livenessProbe"]["exec"]["command"]
+    assert liveness[:2] == ["sh", "-c"]
+    (script,) = liveness[2:]
+    assert "/proc/1/stat" in script
+    assert not re.search(r"python|healthcheck|redis", script, re.IGNORECASE)
+    assert "env" not in worker["livenessProbe"]["exec"]
+
+
+@pytest.mark.parametrize(
+    ("stat", "alive"),
+    [
+        ("1 (celery) S 0 1 1 0 -1 4194560 20 0", True),
+        ("1 (celery) R 0 1 1 0 -1 4194560 20 0", True),
+        ("1 (celery) D 0 1 1 0 -1 4194560 20 0", True),
+        ("1 (odd) Z name) S 0 1 1 0 -1 4194560 20 0", True),  # the name may hold ") Z"
+        ("1 (celery) Z 0 1 1 0 -1 4194560 20 0", False),
+        ("1 (celery) X 0 1 1 0 -1 4194560 20 0", False),
+        ("1 (celery) T 0 1 1 0 -1 4194560 20 0", False),
+    ],
+)
+def test_worker_liveness_fails_only_on_a_zombie_dead_or_stopped_parent(stat, alive, tmp_path):
+    worker = _container(list(_render("gpu")), "Deployment", "worker")
+    (script,) = worker["livenessProbe"]["exec"]["command"][2:]
+    fake = tmp_path / "stat"
+    fake.write_text(stat + "\n")
+    probe = subprocess.run(["sh", "-c", script.replace("/proc/1/stat", str(fake))], timeout=10)
+    assert (probe.returncode == 0) is alive
+    # A live process: this test's own.
+    own = subprocess.run(["sh", "-c", script.replace("/proc/1/", f"/proc/{os.getpid()}/")])
+    assert own.returncode == 0
+    # No such process: fails.
+    fake.unlink()
+    assert subprocess.run(["sh", "-c", script.replace("/proc/1/stat", str(fake))],
+                          capture_output=True).returncode != 0  # fmt: skip
 
 
 def test_redis_persists_to_its_own_volume_with_append_only(objects):
@@ -229,11 +339,46 @@ def test_redis_persists_to_its_own_volume_with_append_only(objects):
     assert "exec redis-server --appendonly yes --appendfsync everysec" in script
     assert '--requirepass "$REDIS_PASSWORD"' in script
     assert _environment(objects, redis)["REDIS_PASSWORD"] == ("secret", "REDIS_PASSWORD")
-    service = _one(objects, "Service", "redis")
-    assert service["spec"]["ports"][0]["port"] == 6379
-    assert statefulset["spec"]["serviceName"] == "redis"
     labels = statefulset["spec"]["template"]["metadata"]["labels"]
-    assert service["spec"]["selector"].items() <= labels.items()
+    # The StatefulSet's governing Service is headless, as Kubernetes requires of it.
+    governing = _one(objects, "Service", statefulset["spec"]["serviceName"])
+    assert governing["spec"]["clusterIP"] == "None"
+    assert governing["spec"]["selector"].items() <= labels.items()
+    # The API and the workers reach Redis through a Service with a stable ClusterIP.
+    for name in ("api", "worker"):
+        env = _environment(objects, _container(objects, "Deployment", name))
+        url = re.fullmatch(r"redis://:\$\(REDIS_PASSWORD\)@([\w-]+):(\d+)/0", env["REDIS_URL"])
+        assert url, env["REDIS_URL"]
+        service = _one(objects, "Service", url[1])
+        assert service["spec"].get("clusterIP") != "None"
+        assert [p["port"] for p in service["spec"]["ports"]] == [int(url[2])]
+        assert service["spec"]["selector"].items() <= labels.items()
+
+
+REDIS_PROBE = ["sh", "-c", "redis-cli ping | grep -q PONG"]
+
+
+def test_redis_probes_pass_on_pong_only(objects, tmp_path):
+    """`redis-cli ping` exits 0 on any reply, -LOADING (the append-only file still loading) and
+    -NOAUTH included: each probe must see PONG."""
+    redis = _container(objects, "StatefulSet", "redis")
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert redis[kind]["exec"]["command"] == REDIS_PROBE, kind
+    # The password comes from REDISCLI_AUTH, the same secret as Redis' own.
+    env = _environment(objects, redis)
+    assert env["REDISCLI_AUTH"] == env["REDIS_PASSWORD"] == ("secret", "REDIS_PASSWORD")
+    stub = tmp_path / "redis-cli"
+    for reply, passes in (
+        ("PONG", True),
+        ("LOADING Redis is loading the dataset in memory", False),
+        ("NOAUTH Authentication required.", False),
+        ("", False),
+    ):
+        stub.write_text(f"#!/bin/sh\necho '{reply}'\nexit 0\n")  # redis-cli exits 0 on all
+        stub.chmod(0o755)
+        env = {"PATH": f"{tmp_path}:{os.environ['PATH']}"}
+        probe = subprocess.run(REDIS_PROBE, env=env, capture_output=True, timeout=10)
+        assert (probe.returncode == 0) is passes, reply
 
 
 def test_redis_refuses_a_short_or_unsafe_password_and_starts_with_a_good_one(tmp_path):
@@ -294,6 +439,16 @@ def test_every_variable_set_is_a_setting_and_as_compose_sets_it(objects):
                 assert value == compose[variable], variable
     redis_env = _environment(objects, _container(objects, "StatefulSet", "redis"))
     assert set(redis_env) == set(COMPOSE["redis"]["environment"]) | {"REDIS_PASSWORD"}
+
+
+def test_without_a_renderer_the_tests_skip_and_fail_under_ci(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda _: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        _renderer()
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        _renderer()
 
 
 def test_api_and_workers_share_the_artifacts_volume(objects):
