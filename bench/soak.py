@@ -6,6 +6,8 @@ processes) is read after the first 1,000 requests and at the end; the goal is 0 
 end within 10% of the reading after 1,000.
 
     MNIST_PATH=../shared/data/mnist.npz python bench/soak.py [--requests 10000]
+
+Figures go to bench/results/soak.json.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.load_generator import LoadResult, multipart_request, run_load
 from bench.predict_load import HOST, png_digits, scratch_redis, start_server, store_model
+from bench.results import write_results
 from service.launcher import api_command
 from service.settings import Settings
 
@@ -84,6 +87,19 @@ def main() -> None:
     verdict = "PASS" if errors == 0 and abs(growth) <= 0.10 else "FAIL"
     print(f"\nerrors: {errors}; memory at the end vs after the first {args.warmup:,}: "
           f"{growth:+.1%} (goal: 0 errors, within 10%): {verdict}")  # fmt: skip
+    figures = {
+        "requests": args.requests, "concurrency": args.concurrency, "api_processes": workers,
+        "phases": [
+            {"phase": name, "requests": result.requests,
+             "requests_per_second": round(result.throughput, 1),
+             "p50_ms": round(result.percentile_ms(50), 2),
+             "p99_ms": round(result.percentile_ms(99), 2), "errors": result.errors,
+             "api_rss_mib_after": round(rss / 2**20, 1)}
+            for name, result, rss in phases
+        ],
+        "errors": errors, "memory_growth": round(growth, 4), "verdict": verdict,
+    }  # fmt: skip
+    print(f"Written to {write_results('soak', figures, seed=None)}")
     raise SystemExit(0 if verdict == "PASS" else 1)
 
 
