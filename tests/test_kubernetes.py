@@ -364,6 +364,7 @@ def test_redis_probes_pass_on_pong_only(objects, tmp_path):
     redis = _container(objects, "StatefulSet", "redis")
     for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert redis[kind]["exec"]["command"] == REDIS_PROBE, kind
+    assert COMPOSE["redis"]["healthcheck"]["test"] == ["CMD", *REDIS_PROBE]  # the same check
     # The password comes from REDISCLI_AUTH, the same secret as Redis' own.
     env = _environment(objects, redis)
     assert env["REDISCLI_AUTH"] == env["REDIS_PASSWORD"] == ("secret", "REDIS_PASSWORD")
