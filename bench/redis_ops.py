@@ -16,7 +16,6 @@ Figures go to bench/results/redis_ops.json.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import subprocess
@@ -27,13 +26,12 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 from redis import Redis
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.predict_load import png_digits  # noqa: E402
 from bench.results import write_results  # noqa: E402
 from tests.stack import ServiceStack  # noqa: E402
 
@@ -71,19 +69,10 @@ def minus_idle(calls: Counter, seconds: float, idle: dict[str, float]) -> dict[s
     }
 
 
-def png_digit(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def per_each(calls: dict[str, float], count: int) -> dict[str, float]:
     """Per-command calls per unit, rounded, dropping the ones that round to 0."""
-    return {
-        name: round(value / count, 3)
-        for name, value in sorted(calls.items())
-        if round(value / count, 3) > 0
-    }
+    rounded = {name: round(value / count, 3) for name, value in sorted(calls.items())}
+    return {name: value for name, value in rounded.items() if value > 0}
 
 
 def redis_capacity(url: str) -> dict[str, float]:
@@ -109,8 +98,7 @@ def main() -> None:
     url = os.environ.get("BENCH_REDIS_URL", BENCH_REDIS_URL)
     base, db = url.rsplit("/", 1)
     mnist = os.environ.get("MNIST_PATH", str(REPO_ROOT.parent / "shared/data/mnist.npz"))
-    with np.load(mnist) as data:
-        digits = [png_digit(image) for image in data["x_test"][:200]]
+    digits = png_digits(200)
     redis = Redis.from_url(url, decode_responses=True)
     figures: dict = {}
     with tempfile.TemporaryDirectory() as scratch:
