@@ -2,6 +2,7 @@
 outputs, OpenCV Pillow's pixels, the percentile and ink mask numpy's."""
 
 import io
+import zlib
 
 import cv2
 import numpy as np
@@ -132,7 +133,16 @@ def test_broken_gray_pngs_are_refused_as_before(mnist_digits):
     data = _png(mnist_digits[1].astype(np.uint8))
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0xFF
-    for broken in (data[: len(data) // 2], bytes(flipped), data[:30]):
+    # An optional chunk with a wrong CRC or length: libpng only warns, Pillow refuses.
+    gamma = b"gAMA" + (45455).to_bytes(4, "big")
+    chunk = len(gamma[4:]).to_bytes(4, "big") + gamma + zlib.crc32(gamma).to_bytes(4, "big")
+    bad_crc = chunk[:-1] + bytes([chunk[-1] ^ 0xFF])
+    short = (3).to_bytes(4, "big") + gamma[:7] + zlib.crc32(gamma[:7]).to_bytes(4, "big")
+    after_ihdr = 8 + 25
+    with_chunk = [data[:after_ihdr] + extra + data[after_ihdr:] for extra in (bad_crc, short)]
+    good = data[:after_ihdr] + chunk + data[after_ihdr:]
+    assert decode_upload(good, "gamma.png", *LIMITS).shape == (28, 28)
+    for broken in (data[: len(data) // 2], bytes(flipped), data[:30], *with_chunk):
         with pytest.raises(UnsupportedImage):
             decode_upload(broken, "broken.png", *LIMITS)
     with pytest.raises(Exception, match="pixels"):  # the limit still holds

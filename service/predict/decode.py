@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+import zlib
 
 import cv2
 import numpy as np
@@ -87,13 +88,23 @@ PLAIN_CHUNKS = frozenset(
 )  # fmt: skip
 
 
+# The PNG specification's lengths of the plain chunks that have one.
+FIXED_LENGTHS = {b"IHDR": 13, b"IEND": 0, b"gAMA": 4, b"sRGB": 1, b"cHRM": 32, b"pHYs": 9,
+                 b"tIME": 7}  # fmt: skip
+
+
 def _only_plain_chunks(data: bytes) -> bool:
-    """Whether every chunk of the PNG is one of PLAIN_CHUNKS (walked by their lengths)."""
+    """Whether every chunk of the PNG is one of PLAIN_CHUNKS, each with its right length and
+    CRC (walked by their lengths): libpng only warns of a broken optional chunk, which Pillow
+    refuses."""
     position = len(PNG_SIGNATURE)
     while position + 8 <= len(data):
         length = int.from_bytes(data[position : position + 4], "big")
         kind = data[position + 4 : position + 8]
-        if kind not in PLAIN_CHUNKS:
+        if kind not in PLAIN_CHUNKS or FIXED_LENGTHS.get(kind, length) != length:
+            return False
+        end = position + 8 + length
+        if data[end : end + 4] != zlib.crc32(data[position + 4 : end]).to_bytes(4, "big"):
             return False
         if kind == b"IEND":
             return True
