@@ -103,7 +103,7 @@ def test_the_soft_limit_fails_the_job_saying_why_whatever_error_it_surfaced_as(m
         monkeypatch.setattr(runner, "get_settings", stop_before_redis)
         with pytest.raises(LookupError):
             runner.run_job("job", worker_hostname="test")
-        assert getattr(signal.getsignal(signal.SIGUSR1), "notes_soft_limit", False)
+        assert signal.getsignal(signal.SIGUSR1) is not soft_timeout_sighandler  # wrapped
         assert runner._how_it_ended("job", native_error, settings) == (
             JobStatus.FAILED, f"SystemError: {native_error}",
         )  # fmt: skip

@@ -18,9 +18,9 @@ from python_multipart.multipart import (
     parse_options_header,
 )
 from starlette.datastructures import FormData, Headers, UploadFile
+from starlette.formparsers import MultiPartParser
 
 SMALL_FORM_BYTES = 512 * 1024  # larger bodies are streamed through Starlette's parser
-SPOOL_BYTES = 1024 * 1024  # as Starlette's: a part of a small form never rolls to disk
 PART_HEADERS = {b"content-disposition", b"content-type"}
 
 Part = tuple[str, bytes | None, list[tuple[bytes, bytes]], bytes]  # name, filename, headers, data
@@ -89,7 +89,7 @@ def small_form(
         if filename is None:
             items.append((name, _text(data)))
             continue
-        spooled = SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (closed with the form)
+        spooled = SpooledTemporaryFile(max_size=MultiPartParser.spool_max_size)  # noqa: SIM115 (closed with the form)
         spooled.write(data)
         spooled.seek(0)
         upload = UploadFile(
@@ -103,7 +103,8 @@ def small_form(
 
 
 def _text(data: bytes) -> str:
-    """As Starlette decodes a field or a file name: UTF-8, else Latin-1."""
+    """As Starlette decodes a field or a file name: UTF-8, else Latin-1 (its own
+    `starlette.formparsers._user_safe_decode` is private)."""
     try:
         return data.decode()
     except UnicodeDecodeError:

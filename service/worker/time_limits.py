@@ -31,7 +31,8 @@ _soft_limit_reached = False
 def watch_soft_limit() -> None:
     """Note in this process when the soft limit fires, whatever exception it then causes: raised
     inside native code (TensorFlow, a list operation), the limit can surface as another error,
-    such as `SystemError: ... bad argument to internal function`."""
+    such as `SystemError: ... bad argument to internal function`. Called again in the same
+    process, it only clears the note (billiard's handler is wrapped already)."""
     global _soft_limit_reached
     _soft_limit_reached = False
     handler = signal.getsignal(signal.SIGUSR1)
@@ -47,7 +48,6 @@ def watch_soft_limit() -> None:
         _soft_limit_reached = True
         handler(signum, frame)
 
-    noting.notes_soft_limit = True  # type: ignore[attr-defined]
     signal.signal(signal.SIGUSR1, noting)
 
 
