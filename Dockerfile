@@ -13,7 +13,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY training ./training
-RUN pip install --upgrade pip && pip install .
+RUN pip install --upgrade pip && pip install ".[s3]"
 
 FROM build AS build-gpu
 # TensorFlow's CUDA and cuDNN libraries from pip; the driver comes from the host's

@@ -49,7 +49,7 @@ def prepare_metrics_dir(settings: Settings) -> None:
     if settings.api_workers == 1:
         os.environ.pop(METRICS_DIR_VARIABLE, None)
         return
-    metrics_dir = (settings.artifacts_dir / "metrics").resolve()
+    metrics_dir = (settings.local_artifacts_dir / "metrics").resolve()
     shutil.rmtree(metrics_dir, ignore_errors=True)  # counts of earlier runs
     metrics_dir.mkdir(parents=True)
     os.environ[METRICS_DIR_VARIABLE] = str(metrics_dir)

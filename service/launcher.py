@@ -59,7 +59,7 @@ def start_redis_if_needed(settings: Settings) -> tuple[str, subprocess.Popen] | 
     except ServerNotFound as error:
         raise LaunchError(f"No Redis answers at {url}, and {error}.") from None
     name = Path(server).name
-    data_dir = (settings.artifacts_dir / "redis").resolve()
+    data_dir = (settings.local_artifacts_dir / "redis").resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     logger.info("No Redis at %s:%s; starting %s (data in %s).", host, port, name, data_dir)
     process = _spawn(server_command(server, host, port, data_dir))
@@ -167,7 +167,7 @@ def _redacted(url: str) -> str:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(message)s")
     settings = get_settings()
-    Path(settings.artifacts_dir).mkdir(parents=True, exist_ok=True)
+    settings.local_artifacts_dir.mkdir(parents=True, exist_ok=True)
     sys.exit(run(settings))
 
 

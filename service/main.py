@@ -47,7 +47,7 @@ from service.metrics import ServiceMetrics
 from service.models.store import ModelStore
 from service.predict.models import DIGIT_TASK, SUM_TASK, ModelCache, ModelResolver
 from service.predict.serving import Serving
-from service.settings import Settings, get_settings
+from service.settings import Settings, artifact_store, get_settings
 from service.sweeps.store import SweepStore
 from service.worker.celery_app import celery_app
 
@@ -133,7 +133,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     redis = Redis.from_url(settings.redis_url, decode_responses=True, **REDIS_OPTIONS)
     app.state.redis = redis
     app.state.job_store = JobStore(redis, settings.heartbeat_ttl_seconds)
-    app.state.model_store = ModelStore(redis, settings.artifacts_dir)
+    app.state.model_store = ModelStore(redis, artifact_store(settings))
     app.state.sweep_store = SweepStore(redis)
     # Predictions look their model up on the event loop, through the asyncio client.
     async_redis = AsyncRedis.from_url(settings.redis_url, decode_responses=True, **REDIS_OPTIONS)

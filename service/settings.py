@@ -2,10 +2,23 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.artifacts import ArtifactStore, check_location, is_url
+
+
+def _text(value: Any) -> Any:
+    """A folder given as a `Path` (tests, scripts) or a file:// URL, read as the text
+    ARTIFACTS_DIR holds."""
+    if isinstance(value, str) and value.startswith("file://"):
+        return value.removeprefix("file://") or "/"
+    return str(value) if isinstance(value, Path) else value
+
+
+ArtifactsLocation = Annotated[str, BeforeValidator(_text), AfterValidator(check_location)]
 
 
 class Settings(BaseSettings):
@@ -29,8 +42,37 @@ class Settings(BaseSettings):
     svhn_dir: Path | None = Field(
         None, description="Folder with SVHN's train_32x32.mat / test_32x32.mat."
     )
-    artifacts_dir: Path = Field(
-        Path("artifacts"), description="Where stored models and plots live."
+    artifacts_dir: ArtifactsLocation = Field(
+        "artifacts",
+        description=(
+            "Where stored models and TensorBoard logs live: a local folder that every machine "
+            "mounts, or an object-store URL such as s3://bucket/prefix (the s3 extra; "
+            "credentials from the usual AWS variables or ARTIFACTS_STORAGE_OPTIONS)."
+        ),
+    )
+    local_dir: Path | None = Field(
+        None,
+        description=(
+            "This machine's own files: models trained or downloaded here, the prepared-image "
+            "cache, metrics, make run's Redis data. Default: ARTIFACTS_DIR when it is a "
+            "folder, else ./artifacts."
+        ),
+    )
+    artifacts_storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            'fsspec options for an object-store ARTIFACTS_DIR, as JSON (e.g. {"endpoint_url": '
+            '"http://minio:9000"} for S3-compatible servers, or take AWS_ENDPOINT_URL).'
+        ),
+    )
+    artifacts_cache_bytes: int = Field(
+        4_000_000_000,
+        gt=0,
+        description=(
+            "With an object-store ARTIFACTS_DIR: disk for the models downloaded on this "
+            "machine; the least recently used beyond it are removed (and downloaded again "
+            "when needed)."
+        ),
     )
     job_queue: str = Field("gpu", description="Celery queue that training jobs go to.")
     heartbeat_seconds: float = Field(
@@ -235,9 +277,26 @@ class Settings(BaseSettings):
     )
 
     @property
+    def local_artifacts_dir(self) -> Path:
+        """This machine's folder: the artifacts themselves, or its part beside an object store."""
+        if self.local_dir is not None:
+            return self.local_dir
+        return Path("artifacts") if is_url(self.artifacts_dir) else Path(self.artifacts_dir)
+
+    @property
     def heartbeat_ttl_seconds(self) -> float:
         """How long a heartbeat stays valid: three missed beats mean the process is gone."""
         return 3 * self.heartbeat_seconds
+
+
+def artifact_store(settings: Settings) -> ArtifactStore:
+    """The artifact store the settings name (`ValueError` for a URL fsspec cannot open)."""
+    return ArtifactStore(
+        settings.artifacts_dir,
+        settings.local_artifacts_dir,
+        cache_bytes=settings.artifacts_cache_bytes,
+        options=settings.artifacts_storage_options,
+    )
 
 
 @lru_cache

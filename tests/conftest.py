@@ -15,6 +15,7 @@ from service.redis_server import ServerNotFound, is_local, redis_answers
 from tests.stack import REDIS_BASE_URL, REPO_ROOT, OwnRedis, ServiceStack, redis_url
 
 # Redis DB numbers used by the tests; each suite of tests that needs a clean slate has its own.
+OBJECT_STORE_DB = 9
 SECURITY_DB = 10
 STORE_TEST_DB = 12
 STACK_DB = 13

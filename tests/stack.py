@@ -154,7 +154,12 @@ class ServiceStack:
     """An API and a worker sharing one Redis DB, started and stopped like real deployments."""
 
     def __init__(
-        self, db: int, log_dir: Path, redis_base: str = REDIS_BASE_URL, **settings: str
+        self,
+        db: int,
+        log_dir: Path,
+        redis_base: str = REDIS_BASE_URL,
+        worker_settings: dict[str, str] | None = None,
+        **settings: str,
     ) -> None:
         self.db = db
         self.redis_url = redis_url(db, redis_base)
@@ -170,6 +175,7 @@ class ServiceStack:
             "BOOTSTRAP_MODELS": "false",  # tests that want bootstrap jobs ask for them
             **settings,
         }
+        self.worker_env = {**self.env, **(worker_settings or {})}  # the worker's own, if any
         self.log_dir = log_dir
         self.api = ManagedProcess(
             "api",
@@ -187,7 +193,7 @@ class ServiceStack:
             "--hostname", self.worker_name, "--loglevel", "INFO", "--without-mingle",
             "--without-gossip",
         ]  # fmt: skip
-        return ManagedProcess("worker", command, self.env, self.log_dir)
+        return ManagedProcess("worker", command, self.worker_env, self.log_dir)
 
     def start(self, worker: bool = True) -> ServiceStack:
         self.redis.flushdb()

@@ -11,6 +11,7 @@ from celery import Celery
 from fastapi import Depends, Header, Query, Request
 from redis import Redis
 
+from service.artifacts import ArtifactStore
 from service.errors import ForbiddenError, UnauthorizedError
 from service.jobs.idempotency import MAX_KEY_LENGTH
 from service.jobs.kinds import JOB_KINDS
@@ -41,6 +42,10 @@ async def get_model_store(request: Request) -> ModelStore:
     return request.app.state.model_store
 
 
+async def get_artifacts(request: Request) -> ArtifactStore:
+    return request.app.state.model_store.artifacts
+
+
 async def get_model_cache(request: Request) -> ModelCache:
     return request.app.state.model_cache
 
@@ -64,6 +69,7 @@ async def get_serving(request: Request) -> Serving:
 RedisDep = Annotated[Redis, Depends(get_redis)]
 JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
 ModelStoreDep = Annotated[ModelStore, Depends(get_model_store)]
+ArtifactsDep = Annotated[ArtifactStore, Depends(get_artifacts)]
 ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]
 ModelResolverDep = Annotated[ModelResolver, Depends(get_model_resolver)]
 SweepStoreDep = Annotated[SweepStore, Depends(get_sweep_store)]

@@ -1,11 +1,13 @@
-"""A job's TensorBoard logs on disk: the folder its worker writes them into
+"""A job's TensorBoard logs: the folder its worker writes them into
 (`ARTIFACTS_DIR/tensorboard/{job_id}`, so that `tensorboard --logdir ARTIFACTS_DIR/tensorboard`
-shows every job side by side), the tar.gz the API sends of it, and its removal with the job."""
+shows every job side by side), the tar.gz the API sends of it, and its removal with the job.
+With an object store, the worker writes them into its local folder and uploads them when the
+job ends (`service.worker.runner`); the API downloads them to pack them."""
 
 from __future__ import annotations
 
+import logging
 import os
-import shutil
 import stat
 import tarfile
 import tempfile
@@ -13,11 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from service.artifacts import ArtifactStore, ArtifactStoreUnavailable
 from service.errors import ConflictError, NotFoundError, ServiceError
 from service.gates import Gate
 from service.jobs.kinds import JOB_KINDS
 from service.jobs.schemas import JobRecord, JobStatus
 from service.jobs.store import JOB_ID_PATTERN
+
+logger = logging.getLogger(__name__)
 
 TENSORBOARD_FOLDER = "tensorboard"
 # Event files in one download at most: a long run writes a few MB; more means something else
@@ -35,48 +40,75 @@ PACKING = Gate("packing TensorBoard logs", PACKING_SLOTS, "a fixed limit per API
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK  # (os.open: never inherited)
 
 
-def logs_root(artifacts_dir: Path) -> Path:
-    """The folder to give `tensorboard --logdir`: every job's logs are in it."""
-    return Path(artifacts_dir).resolve() / TENSORBOARD_FOLDER
+def logs_key(job_id: str) -> str:
+    """The job's log folder in the artifact store; `ValueError` for an id that is not a job's
+    (it could name another folder)."""
+    if not JOB_ID_PATTERN.fullmatch(job_id):
+        raise ValueError(f"Not a job id: {job_id!r}; expected 32 lowercase hexadecimal digits.")
+    return f"{TENSORBOARD_FOLDER}/{job_id}"
 
 
 def log_dir(artifacts_dir: Path, job_id: str) -> Path:
-    """The job's log folder; `ValueError` for an id that is not a job's (it could name another
-    folder)."""
-    if not JOB_ID_PATTERN.fullmatch(job_id):
-        raise ValueError(f"Not a job id: {job_id!r}; expected 32 lowercase hexadecimal digits.")
-    return logs_root(artifacts_dir) / job_id
+    """The job's local log folder under `artifacts_dir`; `ValueError` for a malformed id."""
+    return Path(artifacts_dir).resolve() / logs_key(job_id)
 
 
-def remove_logs(artifacts_dir: Path, job_id: str) -> None:
+def remove_logs(artifacts: ArtifactStore | Path, job_id: str) -> None:
     """Remove the job's logs, if it has any; a link in the folder's place is removed, never
     what it points to."""
-    folder = log_dir(artifacts_dir, job_id)
-    if folder.is_symlink():
-        folder.unlink(missing_ok=True)
-    else:
-        shutil.rmtree(folder, ignore_errors=True)
+    if not isinstance(artifacts, ArtifactStore):
+        artifacts = ArtifactStore.local(artifacts)
+    try:
+        artifacts.remove(logs_key(job_id))
+    except ArtifactStoreUnavailable as error:  # the job is gone: its logs are only litter now
+        logger.warning("Job %s's TensorBoard logs are left in the store: %s", job_id, error)
 
 
-def archive(artifacts_dir: Path, record: JobRecord) -> tuple[IO[bytes], int]:
+def archive(artifacts: ArtifactStore | Path, record: JobRecord) -> tuple[IO[bytes], int]:
     """A tar.gz of the job's logs as they are now (entries under `{job_id}/`), rewound, and its
     size. When it has none, `NotFoundError` if it never will, `ConflictError` if not yet (each
     saying why); `ConflictError` when they are over `MAX_ARCHIVE_BYTES` or the folder is a
     link; `Busy` (503) when `PACKING_SLOTS` archives are being packed already."""
-    folder = log_dir(artifacts_dir, record.id)
+    if not isinstance(artifacts, ArtifactStore):
+        artifacts = ArtifactStore.local(artifacts)
+    if artifacts.remote:
+        return _archive_stored(artifacts, record)
+    folder = artifacts.local_path(logs_key(record.id))
     _check_folder(folder)
     files = log_files(folder)
-    if not files:
+    _check_size(record, [size for _, size in files], str(folder))
+    with PACKING.enter():
+        return pack(record.id, folder, files)
+
+
+def _archive_stored(artifacts: ArtifactStore, record: JobRecord) -> tuple[IO[bytes], int]:
+    """`archive` of logs in an object store: listed, checked, downloaded, then packed."""
+    key = logs_key(record.id)
+    names = artifacts.files(key)
+    if not names and record.status == JobStatus.RUNNING:
+        raise ConflictError(
+            f"Job {record.id} is running; its TensorBoard logs reach the artifact store "
+            f"({artifacts.url}) when it ends. Try again then (GET /jobs/{record.id} says when)."
+        )
+    _check_size(record, [size for _, size in names], artifacts.describe(key))
+    with PACKING.enter(), tempfile.TemporaryDirectory(prefix="tensorboard-") as scratch:
+        folder = Path(scratch) / record.id
+        folder.mkdir()
+        artifacts.download_folder(key, [name for name, _ in names], folder)
+        return pack(record.id, folder, log_files(folder))
+
+
+def _check_size(record: JobRecord, sizes: list[int], where: str) -> None:
+    """The errors for a job without logs (`_no_logs_error`) or with too many to download."""
+    if not sizes:
         raise _no_logs_error(record)
-    total = sum(size for _, size in files)
+    total = sum(sizes)
     if total > MAX_ARCHIVE_BYTES:
         raise ConflictError(
             f"Job {record.id}'s TensorBoard logs are {total:,} bytes, over the "
             f"{MAX_ARCHIVE_BYTES:,} a download may hold. Read them where they are: tensorboard "
-            f"--logdir {folder}."
+            f"--logdir {where}."
         )
-    with PACKING.enter():
-        return pack(record.id, folder, files)
 
 
 def pack(job_id: str, folder: Path, files: list[tuple[Path, int]]) -> tuple[IO[bytes], int]:

@@ -3,7 +3,8 @@
 - `model:{id}`: a hash with the record (JSON for structured fields);
 - `models:all`, `models:kind:{kind}`: sorted sets of ids by creation time, newest last;
 - `models:aliases`: a hash from alias name to model id (like TF Serving's version labels);
-- files: `ARTIFACTS_DIR/models/{id}/model.keras` and `model.h5`.
+- files: `ARTIFACTS_DIR/models/{id}/model.keras` and `model.h5`, in a local folder or an object
+  store (`service.artifacts`): registered only once they are all there.
 
 Model ids are 32 lowercase hex digits; anything else is rejected before a path is built, so
 an id can never point outside the model store. Aliases are short names that cannot look like
@@ -13,8 +14,8 @@ an id, so a reference is always unambiguously one or the other.
 from __future__ import annotations
 
 import json
+import logging
 import re
-import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,10 +25,13 @@ from pydantic import BaseModel
 from redis import Redis
 
 from service import redis_keys
+from service.artifacts import MODELS_FOLDER, ArtifactStore, ArtifactStoreUnavailable
 from service.errors import ConflictError, NotFoundError, ServiceError
 from service.jobs.kinds import JOB_KINDS
 from service.redis_keys import MODELS_ALIASES, MODELS_CHANGED_CHANNEL, model_key, models_by_kind
 from service.redis_pages import newest_first
+
+logger = logging.getLogger(__name__)
 
 MODEL_ID_PATTERN = re.compile(r"[0-9a-f]{32}")  # always with fullmatch
 ALIAS_PATTERN = re.compile(r"[a-z][a-z0-9_.-]{0,62}")
@@ -120,18 +124,26 @@ def model_fields(
 
 
 class ModelStore:
-    def __init__(self, redis: Redis, artifacts_dir: Path) -> None:
+    def __init__(self, redis: Redis, artifacts: ArtifactStore | Path) -> None:
         self.redis = redis
-        self.root = Path(artifacts_dir).resolve() / "models"
+        self.artifacts = (
+            artifacts if isinstance(artifacts, ArtifactStore) else ArtifactStore.local(artifacts)
+        )
         self._find = redis.register_script(FIND_MODEL_SCRIPT)
         self._delete = redis.register_script(DELETE_MODEL_SCRIPT)
         self._set_alias = redis.register_script(SET_ALIAS_SCRIPT)
 
     def model_dir(self, model_id: str) -> Path:
-        """The folder holding the model's files; `NotFoundError` for a malformed id."""
-        if not MODEL_ID_PATTERN.fullmatch(model_id):
-            raise NotFoundError(_not_found_message(model_id))
-        return self.root / model_id
+        """The local folder of the model's files (with an object store: where they are trained
+        before `upload`, or downloaded to); `NotFoundError` for a malformed id."""
+        return self.artifacts.local_path(_model_key(model_id))
+
+    def upload(self, model_id: str) -> None:
+        """Store the files of a model trained into `model_dir` where every process finds them
+        (an object store; nothing to do for a local folder), before it is registered."""
+        key = _model_key(model_id)
+        self.artifacts.upload(key)
+        self.artifacts.mark_cached(key)
 
     def register(
         self,
@@ -168,14 +180,22 @@ class ModelStore:
                 "clients use; nothing was deleted. Move or delete them first (PUT "
                 "/models/{other}/aliases/{alias} or DELETE /models/aliases/{alias})."
             )
-        shutil.rmtree(self.root / model_id, ignore_errors=True)
+        self._remove_files(model_id)
 
     def exists(self, model_id: str) -> bool:
         return bool(self.redis.exists(model_key(model_id)))
 
     def discard_files(self, model_id: str) -> None:
         """Remove files of a model that will not be registered (its job did not succeed)."""
-        shutil.rmtree(self.model_dir(model_id), ignore_errors=True)
+        self._remove_files(model_id)
+
+    def _remove_files(self, model_id: str) -> None:
+        """Remove the files of a model no record names any more (none will again: ids are
+        never reused); files the object store keeps for now are only logged."""
+        try:
+            self.artifacts.remove(_model_key(model_id))
+        except ArtifactStoreUnavailable as error:
+            logger.warning("Model %s's files are left in the store: %s", model_id, error)
 
     def get(self, model_id: str) -> ModelRecord:
         raw = (
@@ -279,12 +299,15 @@ class ModelStore:
         ]
 
     def file_path(self, record: ModelRecord, model_format: ModelFormat) -> Path:
-        """The stored file of the model in `model_format`; `NotFoundError` if there is none."""
+        """A local path of the model's file in `model_format` (downloaded from an object store
+        on first use); `NotFoundError` if there is none."""
         file_name = record.files.get(model_format)
         # A plain name inside the model's folder, whatever the record in Redis says.
         confined = file_name is not None and FILE_NAME_PATTERN.fullmatch(file_name) is not None
-        path = self.model_dir(record.id) / file_name if confined else None
-        if path is None or not path.is_file():
+        path = None
+        if confined:
+            path = self.artifacts.fetch_file(f"{_model_key(record.id)}/{file_name}")
+        if path is None:
             raise NotFoundError(
                 f"Model {record.id!r} has no {model_format!r} file in the model store "
                 f"(formats recorded: {sorted(record.files)})."
@@ -315,6 +338,14 @@ def found_model(raw: list[str], reference: str) -> ModelRecord:
             f"or by an alias; list both with GET /models."
         )
     return _decode(dict(zip(raw[::2], raw[1::2], strict=True)))
+
+
+def _model_key(model_id: str) -> str:
+    """The model's folder in the artifact store; `NotFoundError` for a malformed id (so an id
+    can never name another folder)."""
+    if not MODEL_ID_PATTERN.fullmatch(model_id):
+        raise NotFoundError(_not_found_message(model_id))
+    return f"{MODELS_FOLDER}/{model_id}"
 
 
 def _not_found_message(model_id: str) -> str:

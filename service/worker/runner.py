@@ -7,6 +7,7 @@ import importlib
 import json
 import logging
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -17,12 +18,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 from redis import Redis
 from redis.exceptions import RedisError
 
+from service.artifacts import ArtifactStore, ArtifactStoreUnavailable
 from service.jobs import tensorboard
 from service.jobs.kinds import JOB_KINDS, JobKind
 from service.jobs.schemas import JobRecord, JobStatus
 from service.jobs.store import SERIES, JobStore, ModelEntry
 from service.models.store import ModelStore
-from service.settings import Settings, get_settings
+from service.settings import Settings, artifact_store, get_settings
 from service.worker.time_limits import soft_limit_reached, time_limit_error, watch_soft_limit
 from service.worker.watchdog import ProgressClock
 from training.progress import TrainingCancelled
@@ -191,7 +193,7 @@ def run_job(job_id: str, worker_hostname: str) -> None:
     settings = get_settings()
     redis = Redis.from_url(settings.redis_url, decode_responses=True, **REDIS_OPTIONS)
     store = JobStore(redis, settings.heartbeat_ttl_seconds)
-    models = ModelStore(redis, settings.artifacts_dir)
+    models = ModelStore(redis, artifact_store(settings))
     record = store.start(job_id, hostname=worker_hostname, pid=os.getpid())
     if record is None:
         logger.info("Job %s is no longer queued (cancelled or already handled); skipping.", job_id)
@@ -220,15 +222,23 @@ def _run_started(
     try:
         kind = _kind(record)
         model_id = uuid.uuid4().hex if kind.produces_model else None
+        if kind.produces_model or kind.uses_tensorflow:
+            models.artifacts.check_writable()  # now, not after hours of training
         arguments, started_from = _arguments(kind, record, settings, models, model_id)
         # The prepared-image cache on the artifacts volume (shared by a host's workers, kept
         # across container restarts), unless PREPARED_CACHE_DIR says otherwise.
         os.environ.setdefault(
-            "PREPARED_CACHE_DIR", str(settings.artifacts_dir / "cache" / "prepared")
+            "PREPARED_CACHE_DIR", str(settings.local_artifacts_dir / "cache" / "prepared")
         )
         train = _entry_point(kind)
         _describe_run(arguments.get("tensorboard_dir"), record)
-        result = {**train(**arguments, progress=reporter), **started_from}
+        try:
+            result = {**train(**arguments, progress=reporter), **started_from}
+        finally:
+            if kind.uses_tensorflow:
+                _store_logs(models.artifacts, job_id)
+        if model_id is not None:
+            models.upload(model_id)  # complete in the store before it is registered
     except JobEnded as error:  # nothing more to write for it (it may even be deleted)
         logger.warning("%s", error)
         _discard(models, model_id)
@@ -353,7 +363,7 @@ def _arguments(
     if model_id is not None:
         arguments["model_dir"] = models.model_dir(model_id)
     if kind.uses_tensorflow:
-        arguments["tensorboard_dir"] = tensorboard.log_dir(settings.artifacts_dir, record.id)
+        arguments["tensorboard_dir"] = tensorboard.log_dir(settings.local_artifacts_dir, record.id)
     return arguments, started_from
 
 
@@ -363,6 +373,22 @@ def _describe_run(log_dir: Path | None, record: JobRecord) -> None:
         from training.tensorboard_logs import describe_run
 
         describe_run(log_dir, f"{record.kind} job {record.id}", record.params)
+
+
+def _store_logs(artifacts: ArtifactStore, job_id: str) -> None:
+    """Upload the job's TensorBoard logs to an object store, however training ended, and drop
+    the local copy; a store that refuses costs the logs, never the job (logged)."""
+    if not artifacts.remote:
+        return
+    key = tensorboard.logs_key(job_id)
+    if not artifacts.local_path(key).is_dir():
+        return
+    try:
+        artifacts.upload(key)
+    except ArtifactStoreUnavailable as error:
+        logger.warning("Job %s's TensorBoard logs were not stored: %s", job_id, error)
+        return
+    shutil.rmtree(artifacts.local_path(key), ignore_errors=True)
 
 
 def _discard(models: ModelStore, model_id: str | None) -> None:

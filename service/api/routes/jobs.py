@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from service.api.deps import (
+    ArtifactsDep,
     CeleryDep,
     IdempotencyKey,
     JobStoreDep,
@@ -122,12 +123,12 @@ def get_job_gradients(job_id: str, store: JobStoreDep) -> list[dict[str, Any]]:
     },
 )
 def download_tensorboard_logs(
-    job_id: str, store: JobStoreDep, settings: SettingsDep
+    job_id: str, store: JobStoreDep, artifacts: ArtifactsDep
 ) -> StreamingResponse:
     """Download the job's TensorBoard logs as a tar.gz, as they are so far."""
     record = store.get(job_id)
     # A plain `def`: FastAPI runs it in its thread pool, so packing never blocks the event loop.
-    archive, size = tensorboard.archive(settings.artifacts_dir, record)
+    archive, size = tensorboard.archive(artifacts, record)
     return StreamingResponse(
         tensorboard.chunks(archive),
         media_type="application/gzip",
@@ -159,9 +160,9 @@ def cancel_job(job_id: str, store: JobStoreDep, response: Response) -> JobRecord
     responses={204: {"description": "Deleted"}},
     dependencies=[WriteAccess],
 )
-def delete_job(job_id: str, store: JobStoreDep, settings: SettingsDep) -> Response:
+def delete_job(job_id: str, store: JobStoreDep, artifacts: ArtifactsDep) -> Response:
     """Delete a finished job: its record, history, gradients and TensorBoard logs (not the model
     it trained)."""
     store.delete(job_id)
-    tensorboard.remove_logs(settings.artifacts_dir, job_id)
+    tensorboard.remove_logs(artifacts, job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
