@@ -2,8 +2,8 @@
 object it renders validates offline against Kubernetes' own schemas (kubernetes-validate), and
 the objects run the service as docker-compose.yml does: the same images, commands, settings and
 grace, probes on the health endpoints (liveness never on Redis), the API scaled on CPU, one GPU
-per worker in the gpu overlay and none in the cpu one, Redis persistent, and placeholders only in
-the secrets. Without kubectl or kustomize the tests skip, and fail where CI is set."""
+per worker in the gpu overlay and none in the cpu one, Redis persistent, placeholders only in
+the secrets, and artifacts on a shared claim or (gpu-object-storage) on an object store. Without kubectl or kustomize the tests skip, and fail where CI is set."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from service.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KUSTOMIZE_DIR = REPO_ROOT / "deploy/kubernetes"
-OVERLAYS = ("gpu", "cpu")
+OVERLAYS = ("gpu", "cpu", "gpu-object-storage")
 # Schemas shipped in the kubernetes-validate package (offline): the kubectl of the development
 # machines (1.32) and the newest the package knows.
 KUBERNETES_VERSIONS = ("1.32.0", "1.37.0")
@@ -39,10 +39,15 @@ COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["servic
 DOCKERFILE = (REPO_ROOT / "Dockerfile").read_text()
 PLACEHOLDER = "replace-me"  # the value of every secret in the manifests
 # Variables the manifests set that are not the service's settings, and whose they are.
+AWS_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 NOT_SETTINGS = {
     "REDIS_PASSWORD": "Redis' own (--requirepass); REDIS_URL is built from it: $(REDIS_PASSWORD)",
     "REDISCLI_AUTH": "redis-cli's, for Redis' probes",
-}
+    **{name: "the S3 client's (botocore), for an object-store ARTIFACTS_DIR" for name in
+       AWS_CREDENTIALS},
+}  # fmt: skip
+# What components/object-storage sets beside compose's settings (ARTIFACTS_DIR's value too).
+OBJECT_STORE_VARIABLES = {"LOCAL_DIR", "ARTIFACTS_CACHE_BYTES", *AWS_CREDENTIALS}
 EXPECTED_KINDS = {
     "Namespace", "ConfigMap", "Secret", "Service", "PersistentVolumeClaim", "Deployment",
     "StatefulSet", "HorizontalPodAutoscaler", "PodDisruptionBudget",
@@ -89,6 +94,15 @@ def objects(overlay: str) -> list[dict[str, Any]]:
     return copy.deepcopy(list(_render(overlay)))
 
 
+def _object_store(overlay: str) -> bool:
+    """Whether the overlay keeps artifacts on an object store (components/object-storage)."""
+    return overlay.endswith("-object-storage")
+
+
+def _image_flavour(overlay: str) -> str:
+    return overlay.split("-")[0]  # gpu or cpu
+
+
 def _one(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
     assert len(found) == 1, f"{kind}/{name}: {len(found)} rendered"
@@ -117,6 +131,10 @@ def _environment(objects: list[dict[str, Any]], container: dict[str, Any]) -> di
     """A container's variables as it sees them: {name: value}, a secret's as ("secret", key)."""
     env: dict[str, Any] = {}
     for source in container.get("envFrom", []):
+        if "secretRef" in source:
+            secret = _one(objects, "Secret", source["secretRef"]["name"])
+            env.update({key: ("secret", key) for key in secret["data"]})
+            continue
         config_map = _one(objects, "ConfigMap", source["configMapRef"]["name"])
         env.update(config_map["data"])
     for variable in container.get("env", []):
@@ -161,8 +179,9 @@ def _expand(value: str, env: dict[str, Any]) -> str:
     return re.sub(r"\$\$|\$\((\w+)\)", one, value)
 
 
-def test_each_overlay_renders_and_validates_against_the_kubernetes_schemas(objects):
-    assert {o["kind"] for o in objects} == EXPECTED_KINDS
+def test_each_overlay_renders_and_validates_against_the_kubernetes_schemas(objects, overlay):
+    claims = {"PersistentVolumeClaim"} if _object_store(overlay) else set()
+    assert {o["kind"] for o in objects} == EXPECTED_KINDS - claims
     errors = []
     for obj, version in ((o, v) for o in objects for v in KUBERNETES_VERSIONS):
         try:
@@ -226,9 +245,9 @@ def test_the_hpa_scales_the_api_deployment_on_cpu(objects):
 
 
 def test_workers_take_one_job_at_a_time_with_the_grace_of_compose(objects, overlay):
-    compose = COMPOSE["worker" if overlay == "gpu" else "worker-cpu"]
+    compose = COMPOSE["worker" if _image_flavour(overlay) == "gpu" else "worker-cpu"]
     worker = _container(objects, "Deployment", "worker")
-    assert worker["image"] == compose["image"] == f"digit-service:{overlay}"
+    assert worker["image"] == compose["image"] == f"digit-service:{_image_flavour(overlay)}"
     env = _environment(objects, worker)
     command = [_expand(part, env) for part in worker["command"]]
     assert command == compose["command"]
@@ -239,7 +258,7 @@ def test_workers_take_one_job_at_a_time_with_the_grace_of_compose(objects, overl
         grace[1]
     )
     limits, requests = worker["resources"]["limits"], worker["resources"]["requests"]
-    if overlay == "gpu":
+    if _image_flavour(overlay) == "gpu":
         assert limits["nvidia.com/gpu"] == "1"
     else:
         assert "nvidia.com/gpu" not in limits and "nvidia.com/gpu" not in requests
@@ -402,8 +421,10 @@ def test_redis_refuses_a_short_or_unsafe_password_and_starts_with_a_good_one(tmp
         "--appendonly", "yes", "--appendfsync", "everysec", "--requirepass", password]  # fmt: skip
 
 
-def test_secrets_hold_placeholders_that_nothing_starts_with(objects):
-    assert _secret_values(objects) == {"API_TOKEN": PLACEHOLDER, "REDIS_PASSWORD": PLACEHOLDER}
+def test_secrets_hold_placeholders_that_nothing_starts_with(objects, overlay):
+    credentials = AWS_CREDENTIALS if _object_store(overlay) else ()
+    expected = ("API_TOKEN", "REDIS_PASSWORD", *credentials)
+    assert _secret_values(objects) == dict.fromkeys(expected, PLACEHOLDER)
     assert len(PLACEHOLDER) < MIN_TOKEN_LENGTH
     settings = Settings(_env_file=None, host="0.0.0.0", api_token=PLACEHOLDER)
     with pytest.raises(UnsafeExposure, match="at least 16"):
@@ -413,6 +434,7 @@ def test_secrets_hold_placeholders_that_nothing_starts_with(objects):
         "API_TOKEN": ("secret", "API_TOKEN"),
         "REDIS_PASSWORD": ("secret", "REDIS_PASSWORD"),
         "REDISCLI_AUTH": ("secret", "REDIS_PASSWORD"),
+        **{name: ("secret", name) for name in credentials},
     }
     for kind, name in (("Deployment", "api"), ("Deployment", "worker"), ("StatefulSet", "redis")):
         for variable, value in _environment(objects, _container(objects, kind, name)).items():
@@ -421,7 +443,7 @@ def test_secrets_hold_placeholders_that_nothing_starts_with(objects):
     assert "API_TOKEN" in _environment(objects, _container(objects, "Deployment", "api"))
 
 
-def test_every_variable_set_is_a_setting_and_as_compose_sets_it(objects):
+def test_every_variable_set_is_a_setting_and_as_compose_sets_it(objects, overlay):
     fields = {name.upper() for name in Settings.model_fields}
     set_by_manifests = set()
     for kind, name in (("Deployment", "api"), ("Deployment", "worker"), ("StatefulSet", "redis")):
@@ -434,8 +456,11 @@ def test_every_variable_set_is_a_setting_and_as_compose_sets_it(objects):
     for kind, name, service in (("Deployment", "api", "api"), ("Deployment", "worker", "worker")):
         env = _environment(objects, _container(objects, kind, name))
         compose = _compose_environment(service)
-        assert set(env) == set(compose) | {"REDIS_PASSWORD"}
+        own = OBJECT_STORE_VARIABLES if _object_store(overlay) else set()
+        assert set(env) == set(compose) | {"REDIS_PASSWORD"} | own
         for variable, value in env.items():
+            if variable in own or (variable == "ARTIFACTS_DIR" and own):
+                continue  # the object store's, tested with the volumes
             if not isinstance(value, tuple):  # secrets are placeholders here, unset in compose
                 assert value == compose[variable], variable
     redis_env = _environment(objects, _container(objects, "StatefulSet", "redis"))
@@ -452,17 +477,29 @@ def test_without_a_renderer_the_tests_skip_and_fail_under_ci(monkeypatch):
         _renderer()
 
 
-def test_api_and_workers_share_the_artifacts_volume(objects):
-    claim = _one(objects, "PersistentVolumeClaim", "artifacts")
-    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+def test_api_and_workers_share_the_artifacts_volume_or_the_object_store(objects, overlay):
+    if not _object_store(overlay):
+        claim = _one(objects, "PersistentVolumeClaim", "artifacts")
+        assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     for name in ("api", "worker"):
         pod = _pod(objects, "Deployment", name)
         (container,) = pod["containers"]
-        assert _environment(objects, container)["ARTIFACTS_DIR"] == "/data"
+        env = _environment(objects, container)
         (mount,) = container["volumeMounts"]
-        assert mount["mountPath"] == "/data"
         volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
-        assert volume["persistentVolumeClaim"]["claimName"] == "artifacts"
+        if _object_store(overlay):
+            # Settings read it as a store fsspec opens; each pod keeps its own local folder.
+            settings = Settings(_env_file=None, artifacts_dir=env["ARTIFACTS_DIR"],
+                                local_dir=env["LOCAL_DIR"])  # fmt: skip
+            assert settings.artifacts_dir.startswith("s3://")
+            assert str(settings.local_artifacts_dir) == mount["mountPath"]
+            assert set(volume) == {"name", "emptyDir"} and volume["emptyDir"]["sizeLimit"]
+            assert int(env["ARTIFACTS_CACHE_BYTES"]) > 0
+            assert {env[name] for name in AWS_CREDENTIALS} == {
+                ("secret", name) for name in AWS_CREDENTIALS}  # fmt: skip
+        else:
+            assert env["ARTIFACTS_DIR"] == mount["mountPath"] == "/data"
+            assert volume["persistentVolumeClaim"]["claimName"] == "artifacts"
 
 
 def test_pods_run_unprivileged_as_the_images_user(objects):
