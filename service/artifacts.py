@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 # evict it. A folder without it is a worker's model still being trained or uploaded.
 CACHED_MARKER = ".cached"
 MODELS_FOLDER = "models"
+# A cached folder used more recently than this is never evicted (another process may be
+# loading the model it just found there), even when that leaves the cache over its bound.
+RECENT_USE_SECONDS = 60.0
 
 
 def is_url(location: str) -> bool:
@@ -143,30 +146,35 @@ class ArtifactStore:
             raise ValueError("files() lists an object store; a local folder is read in place.")
         folder = f"{self._root}/{key}"
         try:
+            self._fs.invalidate_cache(folder)  # s3fs keeps listings: a job's logs may be new
             found = self._fs.find(folder, detail=True)
         except FileNotFoundError:
             return []
         except Exception as error:
             raise self._unavailable("list", error, key) from None
-        return sorted(
+        listed = (
             (name[len(folder) + 1 :], int(info.get("size") or 0))
             for name, info in found.items()
             if info.get("type") == "file"
         )
+        # Only names that stay inside a folder they are downloaded into.
+        return sorted((name, size) for name, size in listed if _plain_relative(name))
 
     def download_folder(self, key: str, names: list[str], into: Path) -> None:
         """Download the files `names` of the folder `key` into the folder `into`."""
         if self._fs is None:
             raise ValueError("download_folder() reads an object store.")
-        try:
-            for name in names:
-                target = into / name
-                target.parent.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            if not _plain_relative(name):
+                raise ValueError(f"Not a plain relative file name: {name!r}")
+            target = into / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
                 self._fs.get_file(f"{self._root}/{key}/{name}", str(target))
-        except FileNotFoundError:
-            pass  # removed meanwhile: packed without it
-        except Exception as error:
-            raise self._unavailable("download from", error, key) from None
+            except FileNotFoundError:
+                continue  # removed meanwhile: left out
+            except Exception as error:
+                raise self._unavailable("download from", error, key) from None
 
     def remove(self, key: str) -> None:
         """Remove the folder `key`, here and in the object store; a link in its place is
@@ -195,10 +203,12 @@ class ArtifactStore:
                 size = sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
                 cached.append((used, size, folder))
         total = sum(size for _, size, _ in cached)
-        for _, size, folder in sorted(cached, key=lambda entry: entry[0]):
+        recent = time.time() - RECENT_USE_SECONDS
+        for used, size, folder in sorted(cached, key=lambda entry: entry[0]):
             if total <= self.cache_bytes:
                 break
-            if folder != keep:
+            # A folder used just now may be being read by another process: kept for now.
+            if folder != keep and used < recent:
                 shutil.rmtree(folder, ignore_errors=True)
                 total -= size
                 logger.info("Removed the local copy of %s (ARTIFACTS_CACHE_BYTES).", folder.name)
@@ -211,6 +221,13 @@ class ArtifactStore:
             "variables of its SDK, e.g. AWS_ACCESS_KEY_ID, or ARTIFACTS_STORAGE_OPTIONS) allow "
             "reading and writing there."
         )
+
+
+def _plain_relative(name: str) -> bool:
+    """Whether an object's name within a folder is a plain relative path (no `..`, not
+    absolute, nothing empty)."""
+    parts = name.split("/")
+    return bool(name) and all(part not in ("", ".", "..") for part in parts)
 
 
 def _mark_used(marker: Path) -> None:
