@@ -19,6 +19,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ MODELS_FOLDER = "models"
 # A cached folder used more recently than this is never evicted (another process may be
 # loading the model it just found there), even when that leaves the cache over its bound.
 RECENT_USE_SECONDS = 60.0
+DOWNLOADS_FOLDER = ".downloads"  # files being downloaded, renamed into place when whole
+UPLOAD_ATTEMPTS = 3  # per file, beside the retries of the store's own client
 
 
 def is_url(location: str) -> bool:
@@ -57,8 +60,9 @@ class ArtifactStore:
         options: dict[str, Any] | None = None,
     ) -> None:
         location = str(location)
-        self.local_root = Path(local_root).resolve()
         self.url = location.rstrip("/") if is_url(location) else None
+        # A folder ARTIFACTS_DIR is the store itself, wherever this machine keeps the rest.
+        self.local_root = Path(local_root if self.url else location).resolve()
         self.cache_bytes = cache_bytes
         self._fs: Any = None
         self._root = ""
@@ -94,19 +98,40 @@ class ArtifactStore:
         except Exception as error:
             raise self._unavailable("write to", error) from None
 
-    def upload(self, key: str) -> None:
-        """Copy the local folder `key` to the object store (nothing to do for a local store).
+    def upload(
+        self,
+        key: str,
+        names: list[str] | None = None,
+        on_file: Callable[[], None] | None = None,
+    ) -> None:
+        """Copy the files `names` (default: every file) of the local folder `key` to the object
+        store, each tried `UPLOAD_ATTEMPTS` times, calling `on_file` before each (nothing to do
+        for a local store). `FileNotFoundError` for a named file that is not there;
         `ArtifactStoreUnavailable` when the store refuses."""
         if self._fs is None:
             return
         folder = self.local_path(key)
-        try:
-            for path in sorted(folder.rglob("*")):
-                if path.is_file() and path.name != CACHED_MARKER:
-                    relative = path.relative_to(folder).as_posix()
-                    self._fs.put_file(str(path), f"{self._root}/{key}/{relative}")
-        except Exception as error:
-            raise self._unavailable("upload to", error, key) from None
+        if names is None:
+            names = sorted(
+                path.relative_to(folder).as_posix()
+                for path in folder.rglob("*")
+                if path.is_file() and path.name != CACHED_MARKER
+            )
+        for name in names:
+            path = folder / name
+            if not _plain_relative(name) or not path.is_file():
+                raise FileNotFoundError(f"No file {name!r} in {folder} to upload.")
+            for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+                if on_file is not None:
+                    on_file()
+                try:
+                    self._fs.put_file(str(path), f"{self._root}/{key}/{name}")
+                    break
+                except Exception as error:
+                    if attempt == UPLOAD_ATTEMPTS:
+                        raise self._unavailable("upload to", error, key) from None
+                    logger.warning("Upload of %s/%s failed (%s); trying again.", key, name, error)
+                    time.sleep(attempt)
 
     def mark_cached(self, key: str) -> None:
         """Say that the local folder `key` is a complete copy the cache may evict."""
@@ -125,20 +150,27 @@ class ArtifactStore:
             with contextlib.suppress(OSError):
                 _mark_used(marker)  # recently used: evicted last
             return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+        downloads = self.local_root / DOWNLOADS_FOLDER  # outside any folder the cache evicts
+        downloads.mkdir(parents=True, exist_ok=True)
+        partial = downloads / f"{uuid.uuid4().hex}.partial"
         try:
-            self._fs.get_file(f"{self._root}/{key}", str(partial))
-            os.replace(partial, path)
-        except FileNotFoundError:
-            return None
-        except Exception as error:
-            raise self._unavailable("download from", error, key) from None
+            try:
+                self._fs.get_file(f"{self._root}/{key}", str(partial))
+            except FileNotFoundError:
+                self._check_root(key)  # a missing bucket is the store's fault, not the file's
+                return None
+            except Exception as error:
+                raise self._unavailable("download from", error, key) from None
+            for _ in range(2):  # the folder may be evicted by another process meanwhile
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(partial, path)
+                    _mark_used(marker)
+                    break
         finally:
             partial.unlink(missing_ok=True)
-        _mark_used(marker)
         self._evict(keep=path.parent)
-        return path
+        return path if path.is_file() else None
 
     def files(self, key: str) -> list[tuple[str, int]]:
         """The files under the folder `key` in the object store, relative names and sizes."""
@@ -149,9 +181,11 @@ class ArtifactStore:
             self._fs.invalidate_cache(folder)  # s3fs keeps listings: a job's logs may be new
             found = self._fs.find(folder, detail=True)
         except FileNotFoundError:
-            return []
+            found = {}
         except Exception as error:
             raise self._unavailable("list", error, key) from None
+        if not found:
+            self._check_root(key)
         listed = (
             (name[len(folder) + 1 :], int(info.get("size") or 0))
             for name, info in found.items()
@@ -168,11 +202,11 @@ class ArtifactStore:
             if not _plain_relative(name):
                 raise ValueError(f"Not a plain relative file name: {name!r}")
             target = into / name
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
+                target.parent.mkdir(parents=True, exist_ok=True)
                 self._fs.get_file(f"{self._root}/{key}/{name}", str(target))
-            except FileNotFoundError:
-                continue  # removed meanwhile: left out
+            except (FileNotFoundError, NotADirectoryError, FileExistsError):
+                continue  # removed meanwhile, or a name that is also a folder's: left out
             except Exception as error:
                 raise self._unavailable("download from", error, key) from None
 
@@ -193,6 +227,23 @@ class ArtifactStore:
         except Exception as error:
             raise self._unavailable("remove from", error, key) from None
 
+    def check_reachable(self) -> None:
+        """`ArtifactStoreUnavailable` unless the object store answers and its bucket exists
+        (before a deletion: nothing is deleted in Redis while files could not be)."""
+        if self._fs is not None:
+            self._check_root("")
+
+    def _check_root(self, key: str) -> None:
+        """`ArtifactStoreUnavailable` when the store's bucket (the URL's first part) is missing
+        or the store does not answer."""
+        bucket = self._root.split("/", 1)[0]
+        try:
+            found = self._fs.exists(bucket)
+        except Exception as error:
+            raise self._unavailable("reach", error, key) from None
+        if not found:
+            raise self._unavailable("find the bucket of", FileNotFoundError(bucket), key)
+
     def _evict(self, keep: Path) -> None:
         """Remove the least recently used cached model folders beyond `cache_bytes`."""
         cached = []
@@ -208,7 +259,7 @@ class ArtifactStore:
             if total <= self.cache_bytes:
                 break
             # A folder used just now may be being read by another process: kept for now.
-            if folder != keep and used < recent:
+            if folder != keep and used < recent and _last_use(folder) < recent:
                 shutil.rmtree(folder, ignore_errors=True)
                 total -= size
                 logger.info("Removed the local copy of %s (ARTIFACTS_CACHE_BYTES).", folder.name)
@@ -228,6 +279,14 @@ def _plain_relative(name: str) -> bool:
     absolute, nothing empty)."""
     parts = name.split("/")
     return bool(name) and all(part not in ("", ".", "..") for part in parts)
+
+
+def _last_use(folder: Path) -> float:
+    """When the cached folder was last used (now, if that cannot be read: kept)."""
+    try:
+        return (folder / CACHED_MARKER).stat().st_mtime
+    except OSError:
+        return time.time()
 
 
 def _mark_used(marker: Path) -> None:
@@ -262,5 +321,7 @@ def _filesystem(url: str, options: dict[str, Any]) -> tuple[Any, str]:
     import fsspec
 
     check_location(url)
-    filesystem, root = fsspec.core.url_to_fs(url, **options)
+    # An instance of its own: fsspec's cache could hand back one made earlier in the process
+    # with other endpoint or credential variables.
+    filesystem, root = fsspec.core.url_to_fs(url, skip_instance_cache=True, **options)
     return filesystem, root.rstrip("/")

@@ -3,7 +3,8 @@ object it renders validates offline against Kubernetes' own schemas (kubernetes-
 the objects run the service as docker-compose.yml does: the same images, commands, settings and
 grace, probes on the health endpoints (liveness never on Redis), the API scaled on CPU, one GPU
 per worker in the gpu overlay and none in the cpu one, Redis persistent, placeholders only in
-the secrets, and artifacts on a shared claim or (gpu-object-storage) on an object store. Without kubectl or kustomize the tests skip, and fail where CI is set."""
+the secrets, and artifacts on a shared claim or (gpu-object-storage) on an object store.
+Without kubectl or kustomize the tests skip, and fail where CI is set."""
 
 from __future__ import annotations
 
@@ -493,8 +494,9 @@ def test_api_and_workers_share_the_artifacts_volume_or_the_object_store(objects,
                                 local_dir=env["LOCAL_DIR"])  # fmt: skip
             assert settings.artifacts_dir.startswith("s3://")
             assert str(settings.local_artifacts_dir) == mount["mountPath"]
-            assert set(volume) == {"name", "emptyDir"} and volume["emptyDir"]["sizeLimit"]
-            assert int(env["ARTIFACTS_CACHE_BYTES"]) > 0
+            assert set(volume) == {"name", "emptyDir"}
+            size_limit = re.fullmatch(r"(\d+)Gi", volume["emptyDir"]["sizeLimit"])
+            assert size_limit and int(env["ARTIFACTS_CACHE_BYTES"]) < int(size_limit[1]) << 30
             assert {env[name] for name in AWS_CREDENTIALS} == {
                 ("secret", name) for name in AWS_CREDENTIALS}  # fmt: skip
         else:

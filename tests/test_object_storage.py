@@ -25,6 +25,7 @@ from service.artifacts import (
     ArtifactStore,
     ArtifactStoreUnavailable,
 )
+from service.settings import Settings, artifact_store
 from tests.conftest import OBJECT_STORE_DB
 from tests.photo_like import encode
 from tests.stack import ManagedProcess, ServiceStack, free_port, wait_for
@@ -154,6 +155,56 @@ def test_a_store_that_cannot_be_written_says_where_and_what_to_check(s3_env, tmp
     assert refused.value.status_code == 503
     assert "s3://no-such-bucket/models" in refused.value.detail
     assert "ARTIFACTS_DIR" in refused.value.detail and "bucket exists" in refused.value.detail
+
+
+def test_a_missing_bucket_or_an_unreachable_store_is_a_503_not_a_missing_file(
+    s3_env, tmp_path, monkeypatch
+):
+    for name, value in s3_env.items():
+        monkeypatch.setenv(name, value)
+    missing = ArtifactStore("s3://no-such-bucket/models", tmp_path)
+    with pytest.raises(ArtifactStoreUnavailable, match="no-such-bucket"):
+        missing.fetch_file(f"models/{'a' * 32}/model.keras")
+    with pytest.raises(ArtifactStoreUnavailable, match="no-such-bucket"):
+        missing.check_reachable()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing there
+    down = ArtifactStore(f"s3://{BUCKET}/models", tmp_path)
+    with pytest.raises(ArtifactStoreUnavailable, match="EndpointConnectionError"):
+        down.fetch_file(f"models/{'a' * 32}/model.keras")
+
+
+def test_only_the_named_files_are_uploaded_and_a_missing_one_is_refused(s3_env, store):
+    key = "models/" + "f" * 32
+    folder = store.local_path(key)
+    folder.mkdir(parents=True)
+    (folder / "model.keras").write_bytes(b"keras")
+    (folder / "stray.tmp").write_bytes(b"stray")
+    ticks = []
+    store.upload(key, ["model.keras"], on_file=lambda: ticks.append(1))
+    prefix = f"{store.url.split('/', 3)[3]}/{key}/"
+    assert stored_keys(s3_env, prefix) == {prefix + "model.keras": 5} and ticks == [1]
+    with pytest.raises(FileNotFoundError, match=r"model\.h5"):
+        store.upload(key, ["model.keras", "model.h5"])
+    with pytest.raises(FileNotFoundError):
+        store.upload(key, ["../" + "f" * 32 + "/model.keras"])
+
+
+def test_object_names_that_leave_their_folder_are_never_listed(s3_env, store):
+    prefix = store.url.split("/", 3)[3]
+    for name in ("logs/events.1", "logs/../escape", "logs//double"):
+        s3(s3_env).put_object(Bucket=BUCKET, Key=f"{prefix}/{name}", Body=b"x")
+    assert store.files("logs") == [("events.1", 1)]
+    with pytest.raises(ValueError, match="plain relative"):
+        store.download_folder("logs", ["../escape"], store.local_root)
+
+
+def test_a_folder_artifacts_dir_stays_the_store_whatever_local_dir_says(tmp_path):
+    shared, own = tmp_path / "shared", tmp_path / "own"
+    settings = Settings(_env_file=None, artifacts_dir=shared, local_dir=own)
+    local = artifact_store(settings)
+    assert not local.remote
+    assert local.local_path("models/x") == (shared / "models" / "x").resolve()
+    assert settings.local_artifacts_dir == own  # metrics, caches, Redis data
 
 
 @pytest.fixture(scope="module")

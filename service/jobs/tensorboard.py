@@ -83,6 +83,9 @@ def archive(artifacts: ArtifactStore | Path, record: JobRecord) -> tuple[IO[byte
 
 def _archive_stored(artifacts: ArtifactStore, record: JobRecord) -> tuple[IO[bytes], int]:
     """`archive` of logs in an object store: listed, checked, downloaded, then packed."""
+    kind = JOB_KINDS.get(record.kind)
+    if record.status == JobStatus.QUEUED or (kind is not None and not kind.uses_tensorflow):
+        raise _no_logs_error(record)  # without asking the store
     key = logs_key(record.id)
     names = artifacts.files(key)
     if not names and record.status == JobStatus.RUNNING:
@@ -95,7 +98,9 @@ def _archive_stored(artifacts: ArtifactStore, record: JobRecord) -> tuple[IO[byt
         folder = Path(scratch) / record.id
         folder.mkdir()
         artifacts.download_folder(key, [name for name, _ in names], folder)
-        return pack(record.id, folder, log_files(folder))
+        files = log_files(folder)
+        _check_size(record, [size for _, size in files], artifacts.describe(key))  # as fetched
+        return pack(record.id, folder, files)
 
 
 def _check_size(record: JobRecord, sizes: list[int], where: str) -> None:

@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -138,11 +139,21 @@ class ModelStore:
         before `upload`, or downloaded to); `NotFoundError` for a malformed id."""
         return self.artifacts.local_path(_model_key(model_id))
 
-    def upload(self, model_id: str) -> None:
-        """Store the files of a model trained into `model_dir` where every process finds them
-        (an object store; nothing to do for a local folder), before it is registered."""
+    def upload(
+        self, model_id: str, files: dict[str, str], on_file: Callable[[], None] | None = None
+    ) -> None:
+        """Store the `files` (format: name) of a model trained into `model_dir` where every
+        process finds them (an object store; nothing to do for a local folder), before it is
+        registered. `ValueError` when a file is missing or misnamed: a model is never
+        registered without them."""
         key = _model_key(model_id)
-        self.artifacts.upload(key)
+        names = sorted(files.values())
+        if not names or not all(FILE_NAME_PATTERN.fullmatch(name) for name in names):
+            raise ValueError(f"Model {model_id} has no files to store, or misnamed ones: {files}")
+        try:
+            self.artifacts.upload(key, names, on_file)
+        except FileNotFoundError as error:
+            raise ValueError(f"Model {model_id}'s files are incomplete: {error}") from None
         self.artifacts.mark_cached(key)
 
     def register(
@@ -171,6 +182,7 @@ class ModelStore:
         """Remove a model's record, then its files. `ConflictError` while an alias names it,
         `NotFoundError` when there is no such model."""
         self.model_dir(model_id)  # a malformed id: NotFoundError before any round trip
+        self.artifacts.check_reachable()  # 503 with nothing deleted, rather than orphan files
         naming = self._delete(args=[model_id])
         if naming is None:
             raise NotFoundError(_not_found_message(model_id))

@@ -237,8 +237,8 @@ def _run_started(
         finally:
             if kind.uses_tensorflow:
                 _store_logs(models.artifacts, job_id)
-        if model_id is not None:
-            models.upload(model_id)  # complete in the store before it is registered
+        if model_id is not None:  # complete in the store before it is registered
+            models.upload(model_id, result.get("files", {}), on_file=reporter.clock.tick)
     except JobEnded as error:  # nothing more to write for it (it may even be deleted)
         logger.warning("%s", error)
         _discard(models, model_id)

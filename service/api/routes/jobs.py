@@ -163,6 +163,7 @@ def cancel_job(job_id: str, store: JobStoreDep, response: Response) -> JobRecord
 def delete_job(job_id: str, store: JobStoreDep, artifacts: ArtifactsDep) -> Response:
     """Delete a finished job: its record, history, gradients and TensorBoard logs (not the model
     it trained)."""
+    artifacts.check_reachable()  # 503 with nothing deleted, rather than orphan logs
     store.delete(job_id)
     tensorboard.remove_logs(artifacts, job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
