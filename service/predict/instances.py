@@ -3,8 +3,10 @@
 A digit model's instance is a 28x28 array of numbers (MNIST's convention: 0..255, white ink on
 black) or `{"b64": "<image file>"}`, which is decoded and prepared like an upload. Arrays are
 prepared too, as the training images were (`prepare_images`): the models learn from prepared
-digits, and a raw MNIST digit differs from its prepared form by about 15/255 a pixel. A
-calculator's instance is a 10x28x28 array or a list of 10 such objects.
+digits, and a raw MNIST digit differs from its prepared form by about 15/255 a pixel. A request's
+arrays are read as one array and prepared together (`prepare_batch`, which gives what
+`prepare_images` gives) when all are well formed; else instance by instance, so that the first
+wrong one is named. A calculator's instance is a 10x28x28 array or a list of 10 such objects.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from service.errors import ServiceError
 from service.predict.reading import Upload, prepare_digit
 from service.settings import Settings
-from training.data.prepared import prepare_images
+from training.batch_preparation import prepare_batch
 from training.data.sequences import SEQUENCE_LENGTH
 
 DIGIT_SHAPE = (28, 28)
@@ -61,6 +63,9 @@ def uploads_in(instances: list[Any]) -> list[Upload]:
 
 def instances_to_array(instances: list[Any], sequence: bool, settings: Settings) -> np.ndarray:
     """The model's input batch: (N, 28, 28) for digit models, (N, 10, 28, 28) for sequences."""
+    arrays = _arrays(instances, (SEQUENCE_LENGTH, *DIGIT_SHAPE) if sequence else DIGIT_SHAPE)
+    if arrays is not None:
+        return _prepared(arrays.reshape(-1, *DIGIT_SHAPE)).reshape(arrays.shape)
     rows = []
     for index, instance in enumerate(instances):
         where = f"instances[{index}]"
@@ -135,8 +140,31 @@ def _sequence(instance: Any, where: str, settings: Settings) -> np.ndarray:
 
 def _prepared(digits: np.ndarray) -> np.ndarray:
     """(N, 28, 28) arrays of 0..255 numbers (`_array` checks them), prepared as the models'
-    training images were."""
-    return prepare_images(np.rint(digits).astype(np.uint8))
+    training images were (`prepare_batch` gives what `prepare_images` gives)."""
+    return prepare_batch(np.rint(digits).astype(np.uint8))
+
+
+def _arrays(instances: list[Any], shape: tuple[int, ...]) -> np.ndarray | None:
+    """Every instance as one (N, *shape) float32 array, when all are arrays of that shape
+    that `_array` accepts; else None, and `_array`, instance by instance, says what is wrong
+    with the first that is wrong (a request with image files is read that way too)."""
+    if any(_holds_upload(item) for item in instances):
+        return None
+    try:
+        arrays = np.asarray(instances, dtype=np.float32)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if arrays.shape != (len(instances), *shape) or not np.isfinite(arrays).all():
+        return None
+    if ink_problem(arrays.reshape(-1, *DIGIT_SHAPE)) is not None:
+        return None
+    return arrays
+
+
+def _holds_upload(item: Any) -> bool:
+    return isinstance(item, Upload) or (
+        isinstance(item, list) and any(isinstance(part, Upload) for part in item)
+    )
 
 
 def _array(instance: Any, shape: tuple[int, ...], where: str) -> np.ndarray:

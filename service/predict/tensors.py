@@ -135,10 +135,10 @@ def chosen_input(tensors: list[Tensor], signature: Signature, model: str) -> Ten
 def tensor_instances(tensor: Tensor) -> list[Any]:
     """A checked input tensor (`chosen_input`) as TF Serving's decoded instances: one array
     per image (or sequence), or its image files (`Upload`s; 10 a sequence)."""
-    values = _flat_values(tensor)
+    values, kinds = _flat_values(tensor)
     if tensor.datatype == "BYTES":
         return _uploads(tensor, values)
-    array = _numbers(tensor, values).reshape(tensor.shape)
+    array = _numbers(tensor, values, kinds).reshape(tensor.shape)
     _check_ink(tensor, array)
     return list(array)
 
@@ -186,15 +186,19 @@ def _tensor(name: str, value: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _flat_values(tensor: Tensor) -> list[Any]:
+def _flat_values(tensor: Tensor) -> tuple[list[Any], set[type]]:
     """The tensor's data, flat: sent flat, or nested no deeper than its shape, each list as
-    long as its dimension (a list of values holds the dimensions left, flat)."""
+    long as its dimension (a list of values holds the dimensions left, flat); and the types
+    of its values."""
     shape = tensor.shape
     level: list[list[Any]] = [tensor.data]  # the lists at one depth, in row-major order
     for depth in range(len(shape)):
-        values = [item for row in level for item in row]
-        deeper = any(isinstance(value, list) for value in values)
-        if deeper and not all(isinstance(value, list) for value in values):
+        values = tensor.data if depth == 0 else [item for row in level for item in row]
+        # The types, once: a walk over the values per question cost milliseconds a request.
+        kinds = set(map(type, values))
+        lists = [issubclass(kind, list) for kind in kinds]
+        deeper = any(lists)
+        if deeper and not all(lists):
             raise InvalidTensor(
                 f"Input {tensor.name!r}'s data mixes lists and values at one level; send it "
                 "flat (row-major) or nested as its shape."
@@ -225,13 +229,18 @@ def _flat_values(tensor: Tensor) -> list[Any]:
                 "Nest the data as its shape, or send it flat (row-major)."
             )
         if not deeper:
-            return values
+            return values, kinds
         level = values
-    return level  # not reached: the last depth holds values (deeper data is refused)
+    return level, {list}  # not reached: the last depth holds values (deeper data is refused)
 
 
-def _numbers(tensor: Tensor, values: list[Any]) -> np.ndarray:
-    wrong = next((i for i, value in enumerate(values) if type(value) not in (int, float)), None)
+def _numbers(tensor: Tensor, values: list[Any], kinds: set[type]) -> np.ndarray:
+    """The values (of the types `kinds`) as float64, each a JSON number of the datatype."""
+    wrong = (
+        None
+        if kinds <= {int, float}
+        else next(i for i, value in enumerate(values) if type(value) not in (int, float))
+    )
     if wrong is not None:
         raise InvalidTensor(
             f"Input {tensor.name!r} is {tensor.datatype}, but its value {wrong} is "

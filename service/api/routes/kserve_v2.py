@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from service.api.deps import ModelCacheDep, ModelResolverDep, ServingDep
 from service.api.errors import PROTOCOL_ERROR_RESPONSES
 from service.api.examples import DIGIT_PNG_BASE64
+from service.api.json_body import FastJSONRoute
 from service.api.request_id import request_id_of
 from service.api.routes.predict import loaded_model
 from service.errors import NotFoundError, ServiceError, UnavailableError
@@ -53,11 +54,13 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 # Health is open, like /health; the rest is behind ReadAccess (service/main.py).
 health_router = APIRouter(prefix="/v2", tags=["kserve-v2"], responses=_errors(400, 500))
 # Protocol clients (tritonclient) send JSON without a Content-Type; no route here changes state.
+# Tensors' data is read by the faster JSON parser (service/api/json_body.py).
 router = APIRouter(
     prefix="/v2",
     tags=["kserve-v2"],
     responses=_errors(400, 401, 403, 500),
     strict_content_type=False,
+    route_class=FastJSONRoute,
 )
 
 ModelName = Annotated[

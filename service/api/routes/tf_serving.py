@@ -14,13 +14,20 @@ from pydantic import BaseModel, Field
 from service.api.deps import ModelResolverDep, ServingDep
 from service.api.errors import ERROR_RESPONSES
 from service.api.examples import DIGIT_PNG_BASE64
+from service.api.json_body import FastJSONRoute
 from service.api.routes.predict import ModelInfo, loaded_model
 from service.predict.instances import decode_images, output_rows
 from service.predict.models import SUM_TASK
 from service.predict.protocols import predict_instances
 from service.predict.served import resolve_served
 
-router = APIRouter(prefix="/v1/models", tags=["tf-serving"], responses=ERROR_RESPONSES)
+# Bodies of up to MAX_INSTANCES arrays: read by the faster JSON parser (service/api/json_body.py).
+router = APIRouter(
+    prefix="/v1/models",
+    tags=["tf-serving"],
+    responses=ERROR_RESPONSES,
+    route_class=FastJSONRoute,
+)
 
 MAX_INSTANCES = 1024
 ModelName = Annotated[
