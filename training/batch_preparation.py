@@ -30,6 +30,7 @@ from training.digit_images import (
     MNIST_STROKE_RANGE,
     SMALL_INPUT,
     _digit_box,
+    _normalized_strokes,
 )
 
 # `to_mnist` enlarges an input this many times before thresholding (`_ink_of`): 28x28 -> 56x56.
@@ -69,10 +70,16 @@ def _prepare_small(images: np.ndarray, prepared: np.ndarray) -> np.ndarray:
     done = (peak.astype(np.float64) >= MIN_CONTRAST) & (boxes[:, 2] > 0)
     window = _windows(boxes)
     strokes = _strokes(ink * parts, window)
-    done &= _pen_radii(strokes, window, boxes) == 0
-    canvases = _canvases(strokes, boxes, done)
-    shift, sure = _mass_shifts(canvases)
-    done &= sure
+    radius = _pen_radii(strokes, window, boxes)
+    canvases = _canvases(strokes, boxes, done & (radius == 0))
+    for index in np.flatnonzero(done & (radius != 0)).tolist():
+        x, y, width, height = boxes[index].tolist()
+        crop = np.ascontiguousarray(strokes[index, y : y + height, x : x + width])
+        digit = _normalized_strokes(crop)  # strokes thickened or thinned: `to_mnist`'s way
+        top, left = ((MNIST_SIZE - size) // 2 for size in digit.shape)
+        canvases[index, top : top + digit.shape[0], left : left + digit.shape[1]] = digit
+    shift, mass = _mass_shifts(canvases)
+    done &= mass
     matrix = np.zeros((2, 3), np.float32)
     matrix[0, 0] = matrix[1, 1] = 1
     for index in np.flatnonzero(done).tolist():
@@ -97,9 +104,10 @@ def _ink_strength(images: np.ndarray) -> np.ndarray:
     low = flat.shape[1] - 1 - high
     ordered = np.partition(flat, [low, high], axis=1)
     darker = (ordered[:, high] >= -ordered[:, low])[:, np.newaxis, np.newaxis]
-    dark_ink = np.clip(difference / np.maximum(background, 1.0), 0.0, 1.0)
-    light_ink = np.clip(-difference / np.maximum(255.0 - background, 128.0), 0.0, 1.0)
-    return np.where(darker, dark_ink, light_ink)
+    # Light ink's -difference / d, as difference / -d: IEEE division is the same either way.
+    divisor = np.where(darker, np.maximum(background, 1.0), -np.maximum(255.0 - background, 128.0))
+    ink = np.divide(difference, divisor, out=difference)
+    return np.clip(ink, 0.0, 1.0, out=ink)
 
 
 def _enlarged(ink: np.ndarray) -> np.ndarray:
@@ -124,7 +132,7 @@ def _ink_parts(ink: np.ndarray, peak: np.ndarray) -> tuple[np.ndarray, np.ndarra
         stacked.view(np.uint8).reshape(-1, WORK), connectivity=8, ltype=cv2.CV_32S
     )
     labels = labels.reshape(count, -1)
-    inked = parts.reshape(count, -1).sum(axis=1)
+    inked = stacked.reshape(count, -1).sum(axis=1)
     several = (labels == labels.max(axis=1, keepdims=True)).sum(axis=1) < inked
     # One region: it is the ink if it holds a pixel as strong as `high`, else there is none.
     parts &= ((ink >= high) & parts).any(axis=(1, 2))[:, np.newaxis, np.newaxis]
@@ -164,7 +172,9 @@ def _strokes(inside: np.ndarray, window: np.ndarray) -> np.ndarray:
     gives, never read), the ink relative to the 95th percentile of the box's."""
     peak = _percentiles(inside, window & (inside > 0), PEAK_PERCENTILE)
     scale = np.maximum(peak, 1e-6).astype(np.float32)[:, np.newaxis, np.newaxis]
-    return np.clip(inside / scale, 0.0, 1.0).astype(np.float32) * 255
+    strokes = np.divide(inside, scale)
+    np.clip(strokes, 0.0, 1.0, out=strokes)  # in place: a fresh array each costs more
+    return np.multiply(strokes, 255, out=strokes)
 
 
 def _percentiles(values: np.ndarray, chosen: np.ndarray, q: float) -> np.ndarray:
@@ -196,16 +206,19 @@ def _percentiles(values: np.ndarray, chosen: np.ndarray, q: float) -> np.ndarray
 def _pen_radii(strokes: np.ndarray, window: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """`_normalized_strokes`' pen radius for each image's strokes in its box: their width by
     `stroke_width`, the outlines of all images found by one OpenCV call on them stacked."""
-    mask = (strokes > 127) & window
-    stacked = np.zeros((len(mask), WORK + 1, WORK), np.uint8)  # an empty row between images
-    stacked[:, :WORK] = mask
-    contours, _ = cv2.findContours(stacked.reshape(-1, WORK), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
-    outline = np.zeros(len(mask))
+    count = len(strokes)
+    stacked = np.zeros((count, WORK + 1, WORK), bool)  # an empty row between images
+    mask = np.greater(strokes, 127, out=stacked[:, :WORK])
+    mask &= window
+    contours, _ = cv2.findContours(
+        stacked.view(np.uint8).reshape(-1, WORK), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE
+    )
+    outline = np.zeros(count)
     for contour in contours:
         # Each length is a sum of float32 steps (1 and sqrt 2) in float64, exact, and so is
         # their sum: in any order, the same outline as the image's own contours give.
         outline[contour[0, 0, 1] // (WORK + 1)] += cv2.arcLength(contour, True)
-    width = 2.0 * mask.reshape(len(mask), -1).sum(axis=1) / np.maximum(outline, 1.0)
+    width = 2.0 * stacked.reshape(count, -1).sum(axis=1) / np.maximum(outline, 1.0)
     scale = DIGIT_BOX / np.maximum(boxes[:, 2:].max(axis=1), 1)
     low, high = (limit / scale for limit in MNIST_STROKE_RANGE)
     return np.round((np.minimum(np.maximum(width, low), high) - width) / 2)
@@ -231,8 +244,8 @@ def _canvases(strokes: np.ndarray, boxes: np.ndarray, done: np.ndarray) -> np.nd
 
 
 def _mass_shifts(canvases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`_center_by_mass`'s float32 (x, y) shift of each canvas, and whether it is certainly
-    OpenCV's: false where no mass, or where numpy's sum and OpenCV's could round apart."""
+    """`_center_by_mass`'s float32 (x, y) shift of each canvas, and whether it has mass.
+    Where numpy's sums and OpenCV's could round to different float32 shifts, OpenCV's."""
     cells = canvases.astype(np.float64)
     total = cells.sum(axis=(1, 2))
     positions = np.arange(MNIST_SIZE, dtype=np.float64)
@@ -241,9 +254,14 @@ def _mass_shifts(canvases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         exact = MNIST_SIZE / 2 - 0.5 - np.stack([mass_x, mass_y], axis=1) / total[:, np.newaxis]
     shift = exact.astype(np.float32)
-    sure = (total > 0) & np.all(
+    sure = np.all(
         ((exact - SHIFT_ERROR).astype(np.float32) == shift)
         & ((exact + SHIFT_ERROR).astype(np.float32) == shift),
         axis=1,
     )
-    return shift, sure
+    mass = total > 0
+    for index in np.flatnonzero(mass & ~sure).tolist():
+        moments = cv2.moments(canvases[index])
+        center = np.array([moments["m10"], moments["m01"]]) / moments["m00"]
+        shift[index] = MNIST_SIZE / 2 - 0.5 - center
+    return shift, mass
