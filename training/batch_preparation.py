@@ -3,16 +3,19 @@ image) gives, to the bit.
 
 `to_mnist` on one small image spends most of its time in per-call overhead: some forty numpy
 operations and OpenCV calls on arrays of a few thousand pixels. Here each step that can runs
-once for the whole batch, with the same float32 arithmetic in the same order: the ink's
-strength, its thresholds, the labelling of ink regions and the outlines of the strokes (all
-images stacked in one tall image, so one OpenCV call serves them all), the strokes' grey levels
-and the centres of mass. What is left per image are OpenCV's resizing and shifting, whose
+once for the whole batch, with the same float32 arithmetic: the ink's strength, its
+thresholds, the labelling of ink regions and the outlines of the strokes (all images stacked in
+one tall image, so one OpenCV call serves them all), the strokes' grey levels; and the centres
+of mass, whose float64 sums land on OpenCV's float32 shift (checked image by image, see
+SHIFT_ERROR). What is left per image are OpenCV's resizing and shifting, whose
 arithmetic only OpenCV knows (run on stacked channels, its resizing rounds some pixels
-differently): those are the very calls `to_mnist` makes, on the same arrays.
+differently): those are the very calls `to_mnist` makes, on the same arrays. So are the rarer
+ways, for the images that take them: ink in several regions (`_digit_box`), strokes thickened
+or thinned (`_normalized_strokes`), a centre of mass too near a float32 rounding boundary for
+numpy's sums to be sure of OpenCV's (`cv2.moments`).
 
-Images of another size, and those where `to_mnist` takes a rarer way (strokes thickened or
-thinned, no digit found, a centre of mass too close to a float32 rounding boundary to be sure
-of), go through `to_mnist` (`prepare_images`) itself.
+Images of another size or type, and those in which `to_mnist` finds no digit, go through
+`prepare_images` itself.
 """
 
 from __future__ import annotations
@@ -173,7 +176,8 @@ def _strokes(inside: np.ndarray, window: np.ndarray) -> np.ndarray:
     peak = _percentiles(inside, window & (inside > 0), PEAK_PERCENTILE)
     scale = np.maximum(peak, 1e-6).astype(np.float32)[:, np.newaxis, np.newaxis]
     strokes = np.divide(inside, scale)
-    np.clip(strokes, 0.0, 1.0, out=strokes)  # in place: a fresh array each costs more
+    # In place: each fresh array this large is mapped and faulted in page by page.
+    np.clip(strokes, 0.0, 1.0, out=strokes)
     return np.multiply(strokes, 255, out=strokes)
 
 
