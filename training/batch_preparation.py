@@ -135,11 +135,12 @@ def _ink_parts(ink: np.ndarray, peak: np.ndarray) -> tuple[np.ndarray, np.ndarra
         stacked.view(np.uint8).reshape(-1, WORK), connectivity=8, ltype=cv2.CV_32S
     )
     labels = labels.reshape(count, -1)
-    inked = stacked.reshape(count, -1).sum(axis=1)
-    several = (labels == labels.max(axis=1, keepdims=True)).sum(axis=1) < inked
-    # One region: it is the ink if it holds a pixel as strong as `high`, else there is none.
-    parts &= ((ink >= high) & parts).any(axis=(1, 2))[:, np.newaxis, np.newaxis]
-    boxes = _boxes(parts)
+    # Labels are at most the image's largest: they are all that one only if they add up to it
+    # times the ink's pixels.
+    largest = labels.max(axis=1)
+    several = labels.sum(axis=1, dtype=np.int64) < largest * np.count_nonzero(stacked, axis=(1, 2))
+    # One region holds the peak (above `low`, so in it), which is above `high`: it is the ink.
+    boxes = _boxes(stacked)
     for index in np.flatnonzero(several):
         image_labels = labels[index].reshape(WORK + GAP, WORK)[:WORK]
         strong = np.zeros(image_labels.max() + 1, bool)
@@ -151,10 +152,10 @@ def _ink_parts(ink: np.ndarray, peak: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return parts, boxes
 
 
-def _boxes(parts: np.ndarray) -> np.ndarray:
-    """The (x, y, width, height) box of each image's ink: `_digit_box` where it is one
-    region (which holds the peak, and so is strong); zeros where there is none."""
-    rows, columns = parts.any(axis=2), parts.any(axis=1)
+def _boxes(stacked: np.ndarray) -> np.ndarray:
+    """The (x, y, width, height) box of each image's ink (stacked: images and the rows below
+    them): `_digit_box` where it is one region; zeros where there is none."""
+    rows, columns = stacked.any(axis=2)[:, :WORK], stacked.any(axis=1)
     top, left = rows.argmax(axis=1), columns.argmax(axis=1)
     bottom = WORK - rows[:, ::-1].argmax(axis=1)
     right = WORK - columns[:, ::-1].argmax(axis=1)
