@@ -13,6 +13,7 @@ import sys
 import tarfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -25,6 +26,9 @@ from service.artifacts import (
     ArtifactStore,
     ArtifactStoreUnavailable,
 )
+from service.errors import ServiceError
+from service.jobs import tensorboard
+from service.jobs.schemas import JobRecord
 from service.settings import Settings, artifact_store
 from tests.conftest import OBJECT_STORE_DB
 from tests.photo_like import encode
@@ -196,6 +200,35 @@ def test_object_names_that_leave_their_folder_are_never_listed(s3_env, store):
     assert store.files("logs") == [("events.1", 1)]
     with pytest.raises(ValueError, match="plain relative"):
         store.download_folder("logs", ["../escape"], store.local_root)
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "code"),
+    [("mlp", "running", 409), ("mlp", "queued", 409), ("mlp", "failed", 404),
+     ("backprop", "succeeded", 404)],
+)  # fmt: skip
+def test_logs_not_in_the_store_say_when_they_will_be(store, kind, status, code):
+    record = JobRecord(id="c" * 32, kind=kind, status=status, params={},
+                       created_at=datetime.now(UTC))  # fmt: skip
+    with pytest.raises(ServiceError) as refused:
+        tensorboard.archive(store, record)
+    assert refused.value.status_code == code
+    if (kind, status) == ("mlp", "running"):
+        assert "when it ends" in refused.value.detail and store.url in refused.value.detail
+
+
+def test_logs_in_the_store_are_packed_as_uploaded(s3_env, store):
+    key = tensorboard.logs_key("c" * 32)
+    folder = store.local_path(key)
+    (folder / "train").mkdir(parents=True)
+    (folder / "train" / "events.out.tfevents.1").write_bytes(b"e" * 300)
+    store.upload(key)
+    record = JobRecord(id="c" * 32, kind="mlp", status="succeeded", params={},
+                       created_at=datetime.now(UTC))  # fmt: skip
+    archive, size = tensorboard.archive(store, record)
+    with archive, tarfile.open(fileobj=archive) as packed:
+        members = {m.name: m.size for m in packed.getmembers() if m.isfile()}
+    assert members == {f"{'c' * 32}/train/events.out.tfevents.1": 300} and size > 0
 
 
 def test_a_folder_artifacts_dir_stays_the_store_whatever_local_dir_says(tmp_path):
