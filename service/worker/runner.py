@@ -70,13 +70,13 @@ class StoreReporter:
         self._redis_failures = 0  # tries failed in a row
 
     def report(self, **progress: Any) -> None:
-        self._tick()
+        self.tick()
         self._pending = progress
         if time.monotonic() - self._last_write >= self.interval:
             self.try_flush()
 
     def record_epoch(self, entry: dict[str, Any]) -> None:
-        self._tick()
+        self.tick()
         self._unsent["history"].append(entry)
         self.try_flush()
 
@@ -85,7 +85,7 @@ class StoreReporter:
         self.try_flush()
 
     def check_cancelled(self) -> None:
-        self._tick()
+        self.tick()
         now = time.monotonic()
         if now - self._last_cancel_check < self.interval:
             return
@@ -104,7 +104,8 @@ class StoreReporter:
         if cancel_requested == "1":
             raise TrainingCancelled(f"Job {self.job_id} was cancelled.")
 
-    def _tick(self) -> None:
+    def tick(self) -> None:
+        """Tell the worker's parent the job is alive (no-op without a clock)."""
         if self.clock is not None:
             self.clock.tick()
 
@@ -150,7 +151,7 @@ class StoreReporter:
         while not self.try_flush(force=True):
             if time.monotonic() >= deadline:
                 return False
-            self._tick()
+            self.tick()
             time.sleep(REDIS_RETRY_SECONDS)
         return True
 
@@ -238,7 +239,7 @@ def _run_started(
             if kind.uses_tensorflow:
                 _store_logs(models.artifacts, job_id)
         if model_id is not None:  # complete in the store before it is registered
-            models.upload(model_id, result.get("files", {}), on_file=reporter.clock.tick)
+            models.upload(model_id, result.get("files", {}), on_file=reporter.tick)
     except JobEnded as error:  # nothing more to write for it (it may even be deleted)
         logger.warning("%s", error)
         _discard(models, model_id)
