@@ -148,6 +148,23 @@ def calculator_model(stack: ServiceStack, mnist_path: Path, digit_model: dict) -
 
 
 @pytest.fixture(scope="session")
+def replicated_sweep(stack: ServiceStack, mnist_path: Path) -> dict:
+    """A finished sweep of small MLPs: depth 1 and 3, two replicates each (plots and sweep
+    summaries read it); the sweep as POST /sweeps answered it."""
+    body = {
+        "base": {"kind": "mlp", "params": {"width": 16, "epochs": 2, "train_limit": 1000,
+                                           "test_limit": 200}},
+        "grid": {"depth": [1, 3]},
+        "replicates": 2,
+    }  # fmt: skip
+    created = stack.client.post("/sweeps", json=body)
+    assert created.status_code == 202, created.text
+    for job in created.json()["jobs"]:
+        assert stack.wait_until_finished(job["job_id"], timeout=180)["status"] == "succeeded"
+    return created.json()
+
+
+@pytest.fixture(scope="session")
 def test_digits(mnist_path: Path) -> tuple:
     """MNIST test images 3000..3099 (none used to train the session's models) and labels."""
     with np.load(mnist_path) as data:

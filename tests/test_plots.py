@@ -60,21 +60,6 @@ def mlp_job(stack, mnist_path):
     return finished
 
 
-@pytest.fixture(scope="module")
-def sweep(stack, mnist_path):
-    body = {
-        "base": {"kind": "mlp", "params": {"width": 16, "epochs": 2, "train_limit": 1000,
-                                           "test_limit": 200}},
-        "grid": {"depth": [1, 3]},
-        "replicates": 2,
-    }  # fmt: skip
-    created = stack.client.post("/sweeps", json=body)
-    assert created.status_code == 202, created.text
-    for job in created.json()["jobs"]:
-        assert stack.wait_until_finished(job["job_id"], timeout=180)["status"] == "succeeded"
-    return created.json()
-
-
 def get_png(stack, path: str, **params) -> Image.Image:
     response = stack.client.get(path, params=params, timeout=60)
     assert response.status_code == 200, response.text
@@ -231,17 +216,18 @@ def test_graph_of_a_keras_job_and_plots_of_unknown_jobs(stack, mlp_job):
 
 
 @pytest.mark.parametrize("plot", ["history", "metric", "gradients"])
-def test_a_sweep_s_plots_are_pngs(stack, sweep, plot):
-    get_png(stack, f"/sweeps/{sweep['id']}/plots/{plot}.png")
+def test_a_sweep_s_plots_are_pngs(stack, replicated_sweep, plot):
+    get_png(stack, f"/sweeps/{replicated_sweep['id']}/plots/{plot}.png")
 
 
-def test_the_sweep_figures_hold_every_cell(stack, sweep):
+def test_the_sweep_figures_hold_every_cell(stack, replicated_sweep):
     from service.jobs.store import JobStore
     from service.plots import sources
     from service.sweeps.schemas import SweepRecord
 
     jobs = JobStore(stack.redis, 10)
-    record = SweepRecord.model_validate(stack.client.get(f"/sweeps/{sweep['id']}").json())
+    answer = stack.client.get(f"/sweeps/{replicated_sweep['id']}")
+    record = SweepRecord.model_validate(answer.json())
     cells = sources.sweep_histories(jobs, record)
     history = figures.sweep_history(record.id, cells, "accuracy")
     labels = {line.get_label() for line in history.axes[0].get_lines()}
@@ -256,8 +242,8 @@ def test_the_sweep_figures_hold_every_cell(stack, sweep):
     assert len(gradients.axes[1].get_lines()) == 2  # untrained and trained
 
 
-def test_an_unknown_metric_is_refused_with_the_ones_there_are(stack, sweep):
-    response = stack.client.get(f"/sweeps/{sweep['id']}/plots/metric.png",
+def test_an_unknown_metric_is_refused_with_the_ones_there_are(stack, replicated_sweep):
+    response = stack.client.get(f"/sweeps/{replicated_sweep['id']}/plots/metric.png",
                                 params={"metric": "happiness"})  # fmt: skip
     assert response.status_code == 404
     assert "test_accuracy" in response.json()["detail"]

@@ -45,24 +45,17 @@ def test_a_sweep_runs_every_cell_and_replicate_and_aggregates(stack):
         assert summary["count"] == 2
 
 
-def test_replicates_get_distinct_seeds_and_their_spread_is_reported(stack):
-    body = {
-        "base": {
-            "kind": "mlp",
-            "params": {"hidden_units": [8], "epochs": 1, "train_limit": 200, "test_limit": 100},
-        },
-        "grid": {"activation": ["relu"]},
-        "replicates": 2,
-    }
-    sweep = stack.client.post("/sweeps", json=body).json()
-    sweep = wait_for_sweep(stack, sweep["id"], timeout=180)
-    jobs = [stack.job(job["job_id"]) for job in sweep["jobs"]]
-    assert sorted(job["params"]["seed"] for job in jobs) == [0, 1]
-    accuracies = [job["result"]["test_accuracy"] for job in jobs]
-    summary = sweep["cells"][0]["metrics"]["test_accuracy"]
-    assert summary["mean"] == pytest.approx(statistics.fmean(accuracies))
-    assert summary["std"] == pytest.approx(statistics.pstdev(accuracies))
-    assert "final_val_accuracy" in sweep["cells"][0]["metrics"]
+def test_replicates_get_distinct_seeds_and_their_spread_is_reported(stack, replicated_sweep):
+    sweep = wait_for_sweep(stack, replicated_sweep["id"], timeout=180)
+    for cell in sweep["cells"]:
+        jobs = [stack.job(job["job_id"]) for job in sweep["jobs"]
+                if job["cell"] == cell["cell"]]  # fmt: skip
+        assert sorted(job["params"]["seed"] for job in jobs) == [0, 1]
+        accuracies = [job["result"]["test_accuracy"] for job in jobs]
+        summary = cell["metrics"]["test_accuracy"]
+        assert summary["mean"] == pytest.approx(statistics.fmean(accuracies))
+        assert summary["std"] == pytest.approx(statistics.pstdev(accuracies))
+        assert "final_val_accuracy" in cell["metrics"]
     listed = stack.client.get("/sweeps").json()
     assert sweep["id"] in [item["id"] for item in listed["items"]]
 
