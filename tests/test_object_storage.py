@@ -23,6 +23,7 @@ import pytest
 from service.artifacts import (
     CACHED_MARKER,
     RECENT_USE_SECONDS,
+    UPLOAD_ATTEMPTS,
     ArtifactStore,
     ArtifactStoreUnavailable,
 )
@@ -191,6 +192,36 @@ def test_only_the_named_files_are_uploaded_and_a_missing_one_is_refused(s3_env, 
         store.upload(key, ["model.keras", "model.h5"])
     with pytest.raises(FileNotFoundError):
         store.upload(key, ["../" + "f" * 32 + "/model.keras"])
+
+
+def test_an_upload_the_store_refuses_is_tried_again_then_reported(store, monkeypatch):
+    key = "models/" + "9" * 32
+    store.local_path(key).mkdir(parents=True)
+    (store.local_path(key) / "model.keras").write_bytes(b"keras")
+    real_put, calls = store._fs.put_file, []
+
+    def refused_twice(*args, **kwargs):  # the store's edge: a flaky connection
+        calls.append(args)
+        if len(calls) <= 2:
+            raise ConnectionError("connection reset by peer")
+        return real_put(*args, **kwargs)
+
+    monkeypatch.setattr(store._fs, "put_file", refused_twice)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    ticks = []
+    store.upload(key, ["model.keras"], on_file=lambda: ticks.append(1))
+    assert len(calls) == UPLOAD_ATTEMPTS == len(ticks)
+    assert store.files(key) == [("model.keras", 5)]
+    calls.clear()
+
+    def refused(*args, **kwargs):
+        calls.append(args)
+        raise ConnectionError("connection reset by peer")
+
+    monkeypatch.setattr(store._fs, "put_file", refused)
+    with pytest.raises(ArtifactStoreUnavailable, match=r"upload to.*connection reset"):
+        store.upload(key, ["model.keras"])
+    assert len(calls) == UPLOAD_ATTEMPTS
 
 
 def test_object_names_that_leave_their_folder_are_never_listed(s3_env, store):
