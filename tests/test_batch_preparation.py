@@ -2,6 +2,7 @@
 and the routes that read them as a batch answer malformed requests as they did one by one."""
 
 import json
+import sys
 
 import cv2
 import numpy as np
@@ -336,3 +337,17 @@ def test_json_bodies_with_random_faults_read_as_json_loads_reads_them(digits):
             else:
                 spoiled[at] = alphabet[int(rng.integers(0, len(alphabet)))]
         assert _outcome(loads_json, bytes(spoiled)) == _outcome(json.loads, bytes(spoiled))
+
+
+def test_a_lower_integer_digit_limit_is_kept_as_json_loads_keeps_it(monkeypatch):
+    """Python's limit on an integer's digits (PYTHONINTMAXSTRDIGITS), which pydantic-core's
+    parser does not read: below its own 4,300, a longer integer is refused as before."""
+    body = b"[" + b"7" * 1000 + b"]"
+    assert loads_json(body) == json.loads(body)  # the default limit (4,300) reads it
+    previous = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)
+    try:
+        with pytest.raises(ValueError, match="640 digits"):
+            loads_json(body)
+    finally:
+        sys.set_int_max_str_digits(previous)

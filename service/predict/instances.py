@@ -162,6 +162,7 @@ def _arrays(instances: list[Any], shape: tuple[int, ...]) -> np.ndarray | None:
 
 
 def _holds_upload(item: Any) -> bool:
+    """Whether an instance is, or holds, an image file (read instance by instance)."""
     return isinstance(item, Upload) or (
         isinstance(item, list) and any(isinstance(part, Upload) for part in item)
     )

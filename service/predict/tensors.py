@@ -231,7 +231,7 @@ def _flat_values(tensor: Tensor) -> tuple[list[Any], set[type]]:
         if not deeper:
             return values, kinds
         level = values
-    return level, {list}  # not reached: the last depth holds values (deeper data is refused)
+    raise AssertionError("not reached: the last depth holds values (deeper data is refused)")
 
 
 def _numbers(tensor: Tensor, values: list[Any], kinds: set[type]) -> np.ndarray:
