@@ -147,6 +147,30 @@ def calculator_model(stack: ServiceStack, mnist_path: Path, digit_model: dict) -
     return stack.client.get(f"/models/{finished['result']['model_id']}").json()
 
 
+# A small MLP trained once for the session (tests/test_training_api.py reads its history and
+# model, tests/test_plots.py draws it).
+QUICK_MLP = {
+    "hidden_units": [24, 12],
+    "activation": "lecun",
+    "optimizer": "adam",
+    "learning_rate": 0.003,
+    "epochs": 2,
+    "batch_size": 64,
+    "train_limit": 640,
+    "test_limit": 300,
+    "seed": 3,
+}
+
+
+@pytest.fixture(scope="session")
+def finished_mlp(stack: ServiceStack, mnist_path: Path) -> dict:
+    """The QUICK_MLP job, finished; its record."""
+    job = stack.submit("mlp", **QUICK_MLP)
+    finished = stack.wait_until_finished(job["id"], timeout=120)
+    assert finished["status"] == "succeeded", finished["error"]
+    return finished
+
+
 @pytest.fixture(scope="session")
 def replicated_sweep(stack: ServiceStack, mnist_path: Path) -> dict:
     """A finished sweep of small MLPs: depth 1 and 3, two replicates each (plots and sweep

@@ -51,13 +51,10 @@ def _segment_enters(start: tuple[float, float], end: tuple[float, float], box: B
     return high - low > 1e-9
 
 
-@pytest.fixture(scope="module")
-def mlp_job(stack, mnist_path):
-    job = stack.submit("mlp", depth=2, width=32, epochs=3, train_limit=2000, test_limit=500,
-                       seed=0)  # fmt: skip
-    finished = stack.wait_until_finished(job["id"], timeout=120)
-    assert finished["status"] == "succeeded", finished["error"]
-    return finished
+@pytest.fixture
+def mlp_job(finished_mlp: dict) -> dict:
+    """The session's small MLP job (conftest), finished."""
+    return finished_mlp
 
 
 def get_png(stack, path: str, **params) -> Image.Image:

@@ -8,30 +8,11 @@ import numpy as np
 import pytest
 
 import training.activations  # noqa: F401  registers "lecun" so downloaded models load
+from tests.conftest import QUICK_MLP
 from training.callbacks import gradient_statistics
 from training.data.mnist import load_mnist
 from training.data.prepared import prepare_images
 from training.keras_training import PROBE_SIZE
-
-QUICK_MLP = {
-    "hidden_units": [24, 12],
-    "activation": "lecun",
-    "optimizer": "adam",
-    "learning_rate": 0.003,
-    "epochs": 2,
-    "batch_size": 64,
-    "train_limit": 640,
-    "test_limit": 300,
-    "seed": 3,
-}
-
-
-@pytest.fixture(scope="module")
-def finished_mlp(stack, mnist_path):
-    job = stack.submit("mlp", **QUICK_MLP)
-    finished = stack.wait_until_finished(job["id"], timeout=120)
-    assert finished["status"] == "succeeded", finished["error"]
-    return finished
 
 
 def test_mlp_job_records_history_per_epoch(stack, finished_mlp):
