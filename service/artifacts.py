@@ -74,6 +74,11 @@ class ArtifactStore:
         """Artifacts in a local folder only (as before object stores)."""
         return cls(folder, folder)
 
+    @classmethod
+    def of(cls, artifacts: ArtifactStore | Path) -> ArtifactStore:
+        """`artifacts` itself, or the local store of a folder (tests and scripts pass one)."""
+        return artifacts if isinstance(artifacts, ArtifactStore) else cls.local(artifacts)
+
     @property
     def remote(self) -> bool:
         return self.url is not None

@@ -6,12 +6,9 @@ Starlette's parser, so every answer, error or not, stays Starlette's."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from tempfile import SpooledTemporaryFile
-from typing import Any
 
-from fastapi import Request, Response
-from fastapi.routing import APIRoute
+from fastapi import Request
 from python_multipart.multipart import (
     DEFAULT_MAX_HEADER_COUNT,
     DEFAULT_MAX_HEADER_SIZE,
@@ -19,6 +16,8 @@ from python_multipart.multipart import (
 )
 from starlette.datastructures import FormData, Headers, UploadFile
 from starlette.formparsers import MultiPartParser
+
+from service.api.request_class import route_with_request
 
 SMALL_FORM_BYTES = 512 * 1024  # larger bodies are streamed through Starlette's parser
 PART_HEADERS = {b"content-disposition", b"content-type"}
@@ -138,14 +137,5 @@ class SmallFormRequest(Request):
         return self._form
 
 
-class SmallFormRoute(APIRoute):
-    """A route whose requests are `SmallFormRequest`s (FastAPI's documented way to change the
-    request class of a route)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def small_form_handler(request: Request) -> Response:
-            return await handler(SmallFormRequest(request.scope, request.receive))
-
-        return small_form_handler
+# The `/predict` router's route class: its small multipart forms read in one pass.
+SmallFormRoute = route_with_request(SmallFormRequest)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pydantic_core
-from fastapi import Request, Response
-from fastapi.routing import APIRoute
+from fastapi import Request
+
+from service.api.request_class import route_with_request
 
 PYDANTIC_INT_DIGITS = 4300  # the longest integer pydantic-core's parser reads
 
@@ -42,14 +42,5 @@ class FastJSONRequest(Request):
         return self._json
 
 
-class FastJSONRoute(APIRoute):
-    """A route that reads its JSON body with `loads_json` (FastAPI's documented way to give a
-    route its own request class)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def read_with_loads_json(request: Request) -> Response:
-            return await handler(FastJSONRequest(request.scope, request.receive))
-
-        return read_with_loads_json
+# The protocol routers' route class: their JSON bodies read by `loads_json`.
+FastJSONRoute = route_with_request(FastJSONRequest)

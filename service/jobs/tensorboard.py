@@ -56,8 +56,7 @@ def log_dir(artifacts_dir: Path, job_id: str) -> Path:
 def remove_logs(artifacts: ArtifactStore | Path, job_id: str) -> None:
     """Remove the job's logs, if it has any; a link in the folder's place is removed, never
     what it points to."""
-    if not isinstance(artifacts, ArtifactStore):
-        artifacts = ArtifactStore.local(artifacts)
+    artifacts = ArtifactStore.of(artifacts)
     try:
         artifacts.remove(logs_key(job_id))
     except ArtifactStoreUnavailable as error:  # the job is gone: its logs are only litter now
@@ -69,8 +68,7 @@ def archive(artifacts: ArtifactStore | Path, record: JobRecord) -> tuple[IO[byte
     size. When it has none, `NotFoundError` if it never will, `ConflictError` if not yet (each
     saying why); `ConflictError` when they are over `MAX_ARCHIVE_BYTES` or the folder is a
     link; `Busy` (503) when `PACKING_SLOTS` archives are being packed already."""
-    if not isinstance(artifacts, ArtifactStore):
-        artifacts = ArtifactStore.local(artifacts)
+    artifacts = ArtifactStore.of(artifacts)
     if artifacts.remote:
         return _archive_stored(artifacts, record)
     folder = artifacts.local_path(logs_key(record.id))

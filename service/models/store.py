@@ -127,9 +127,7 @@ def model_fields(
 class ModelStore:
     def __init__(self, redis: Redis, artifacts: ArtifactStore | Path) -> None:
         self.redis = redis
-        self.artifacts = (
-            artifacts if isinstance(artifacts, ArtifactStore) else ArtifactStore.local(artifacts)
-        )
+        self.artifacts = ArtifactStore.of(artifacts)
         self._find = redis.register_script(FIND_MODEL_SCRIPT)
         self._delete = redis.register_script(DELETE_MODEL_SCRIPT)
         self._set_alias = redis.register_script(SET_ALIAS_SCRIPT)
