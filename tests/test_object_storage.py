@@ -19,6 +19,7 @@ from pathlib import Path
 import boto3
 import httpx
 import pytest
+from redis import Redis
 
 from service.artifacts import (
     CACHED_MARKER,
@@ -29,8 +30,11 @@ from service.artifacts import (
 )
 from service.errors import ServiceError
 from service.jobs import tensorboard
+from service.jobs.kinds import JOB_KINDS
 from service.jobs.schemas import JobRecord
+from service.models.store import ModelStore
 from service.settings import Settings, artifact_store
+from service.worker.runner import _arguments
 from tests.conftest import OBJECT_STORE_DB
 from tests.photo_like import encode
 from tests.stack import ManagedProcess, ServiceStack, free_port, wait_for
@@ -260,6 +264,20 @@ def test_logs_in_the_store_are_packed_as_uploaded(s3_env, store):
     with archive, tarfile.open(fileobj=archive) as packed:
         members = {m.name: m.size for m in packed.getmembers() if m.isfile()}
     assert members == {f"{'c' * 32}/train/events.out.tfevents.1": 300} and size > 0
+
+
+def test_a_job_writes_its_logs_where_the_api_reads_them(tmp_path):
+    """With a folder ARTIFACTS_DIR and LOCAL_DIR elsewhere, the worker's TensorBoard folder is
+    the one DELETE and GET /jobs/{id}/tensorboard use, in ARTIFACTS_DIR."""
+    settings = Settings(_env_file=None, artifacts_dir=tmp_path / "shared",
+                        local_dir=tmp_path / "own")  # fmt: skip
+    models = ModelStore(Redis(), artifact_store(settings))  # no round trip is made
+    record = JobRecord(id="d" * 32, kind="mlp", status="running", params={},
+                       created_at=datetime.now(UTC))  # fmt: skip
+    arguments, _ = _arguments(JOB_KINDS["mlp"], record, settings, models, None)
+    assert arguments["tensorboard_dir"] == models.artifacts.local_path(
+        tensorboard.logs_key(record.id))  # fmt: skip
+    assert arguments["tensorboard_dir"].is_relative_to((tmp_path / "shared").resolve())
 
 
 def test_a_folder_artifacts_dir_stays_the_store_whatever_local_dir_says(tmp_path):

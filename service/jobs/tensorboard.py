@@ -48,9 +48,11 @@ def logs_key(job_id: str) -> str:
     return f"{TENSORBOARD_FOLDER}/{job_id}"
 
 
-def log_dir(artifacts_dir: Path, job_id: str) -> Path:
-    """The job's local log folder under `artifacts_dir`; `ValueError` for a malformed id."""
-    return Path(artifacts_dir).resolve() / logs_key(job_id)
+def log_dir(artifacts: ArtifactStore | Path, job_id: str) -> Path:
+    """The folder the job's worker writes its logs into: in the artifacts' folder, or this
+    machine's beside an object store (uploaded when the job ends); `ValueError` for a
+    malformed id."""
+    return ArtifactStore.of(artifacts).local_path(logs_key(job_id))
 
 
 def remove_logs(artifacts: ArtifactStore | Path, job_id: str) -> None:

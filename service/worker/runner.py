@@ -364,7 +364,7 @@ def _arguments(
     if model_id is not None:
         arguments["model_dir"] = models.model_dir(model_id)
     if kind.uses_tensorflow:
-        arguments["tensorboard_dir"] = tensorboard.log_dir(settings.local_artifacts_dir, record.id)
+        arguments["tensorboard_dir"] = tensorboard.log_dir(models.artifacts, record.id)
     return arguments, started_from
 
 
