@@ -139,9 +139,11 @@ class ArtifactStore:
                     time.sleep(attempt)
 
     def mark_cached(self, key: str) -> None:
-        """Say that the local folder `key` is a complete copy the cache may evict."""
+        """Say that the local folder `key` is a complete copy the cache may evict, and keep
+        the cache within its bound (a worker's uploads are copies too)."""
         if self._fs is not None:
             _mark_used(self.local_path(key) / CACHED_MARKER)
+            self._evict(keep=self.local_path(key))
 
     def fetch_file(self, key: str) -> Path | None:
         """A local path holding the file `key`: downloaded once from an object store (atomic:

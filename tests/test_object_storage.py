@@ -139,6 +139,16 @@ def test_the_local_copies_stay_within_their_bound_least_recently_used_first(s3_e
     store.fetch_file(first)
     assert store.fetch_file(second).read_bytes() == b"m" * 900  # downloaded again
     assert all(store.local_path(key).is_file() for key in (first, second, third))
+    # A worker's upload is a cached copy too: it keeps the cache within its bound.
+    for key in (first, second, third):
+        used_ago(store, key, 2 * RECENT_USE_SECONDS)
+    uploaded = f"models/{'e' * 32}"
+    store.local_path(uploaded).mkdir(parents=True)
+    (store.local_path(uploaded) / "model.keras").write_bytes(b"u" * 900)
+    store.upload(uploaded)
+    store.mark_cached(uploaded)
+    left = [key for key in (first, second, third) if store.local_path(key).is_file()]
+    assert len(left) == 1 and (store.local_path(uploaded) / "model.keras").is_file()
 
 
 def test_upload_and_remove_reach_the_store_and_the_local_folder(s3_env, store):
