@@ -219,8 +219,17 @@ def test_a_row_with_a_stray_mark_beside_its_last_digit_is_read(stack, digit_mode
         "/predict/sum", files=parts, params={"model": digit_model["id"]}, timeout=60
     )
     assert response.status_code == 200, response.text
-    one_by_one = [p["digit"] for p in post_digits(stack, digits, model=digit_model["id"])]
-    assert response.json()["digits"] == one_by_one
+    # The same pixels uploaded one by one: each digit's columns of the row (the stray mark with
+    # the last). A row's ink is normalised as a whole, a single upload's on its own, so a digit
+    # the session's small model is unsure of may read either way: those are not compared.
+    margin = 3  # half the gap
+    crops = [row[:, first - margin : last + margin] for first, last in spans[:-1]]
+    crops.append(row[:, spans[-1][0] - margin : spans[-1][1] + 2 * margin])
+    one_by_one = post_digits(stack, crops, model=digit_model["id"])
+    sure = [i for i, reading in enumerate(one_by_one) if max(reading["probabilities"]) >= 0.9]
+    assert len(sure) >= 8, one_by_one  # a merge gone wrong shifts the digits after it
+    read = response.json()["digits"]
+    assert [read[i] for i in sure] == [one_by_one[i]["digit"] for i in sure]
 
 
 def test_sum_requests_without_10_digits_say_how_many_were_found(stack, digit_model, test_digits):
