@@ -31,7 +31,9 @@ from training.digit_images import (
     MIN_CONTRAST,
     MNIST_SIZE,
     MNIST_STROKE_RANGE,
+    REACH_PERCENTILE,  # a 28x28 image is under REACH_PIXELS: `_ink_strength`'s small reach
     SMALL_INPUT,
+    STROKE_PEAK_PERCENTILE,
     _digit_box,
     _normalized_strokes,
 )
@@ -41,8 +43,6 @@ FACTOR = -(-SMALL_INPUT // MNIST_SIZE)
 WORK = MNIST_SIZE * FACTOR
 GAP = 1  # empty rows below each image in the stacked ones: regions never cross them
 BORDER_MIDDLE = 2 * MNIST_SIZE  # `_background`'s median: of 4 * 28 border values
-REACH = 99.0  # `_ink_strength`'s percentile for images under 10,000 pixels
-PEAK_PERCENTILE = 95  # `_strokes`'
 # How far numpy's centre of mass may be from OpenCV's: both add 784 float32 values (times
 # their column or row) in float64, each sum within 784 * 2**-53 (about 1e-13) of the exact
 # one, so the centres (at most 27 px) differ by at most about 2 * 1e-13 * 27 = 5e-12 px.
@@ -103,7 +103,7 @@ def _ink_strength(images: np.ndarray) -> np.ndarray:
     background = background[:, np.newaxis, np.newaxis]
     difference = background - image
     flat = difference.reshape(len(image), -1)
-    high = round(REACH / 100 * (flat.shape[1] - 1))
+    high = round(REACH_PERCENTILE / 100 * (flat.shape[1] - 1))
     low = flat.shape[1] - 1 - high
     ordered = np.partition(flat, [low, high], axis=1)
     darker = (ordered[:, high] >= -ordered[:, low])[:, np.newaxis, np.newaxis]
@@ -174,7 +174,7 @@ def _windows(boxes: np.ndarray) -> np.ndarray:
 def _strokes(inside: np.ndarray, window: np.ndarray) -> np.ndarray:
     """`digit_images._strokes` over each image's box (outside it: what the same arithmetic
     gives, never read), the ink relative to the 95th percentile of the box's."""
-    peak = _percentiles(inside, window & (inside > 0), PEAK_PERCENTILE)
+    peak = _percentiles(inside, window & (inside > 0), STROKE_PEAK_PERCENTILE)
     scale = np.maximum(peak, 1e-6).astype(np.float32)[:, np.newaxis, np.newaxis]
     strokes = np.divide(inside, scale)
     # In place: each fresh array this large is mapped and faulted in page by page.

@@ -28,6 +28,10 @@ MNIST_STROKE_RANGE = (1.76, 3.45)
 MIN_CONTRAST = 0.12  # ink differs from the paper by at least this fraction of its brightness
 LOW, HIGH = 0.2, 0.5  # hysteresis thresholds, as fractions of the strongest ink
 GREY_PEN_RADIUS = 4  # strokes are adjusted with a round pen up to this radius, an octagon beyond
+# Which side of the paper is ink: the side whose reach, this percentile of the differences from
+# the paper, goes further; images of more than REACH_PIXELS pixels use the higher one.
+REACH_PERCENTILE, LARGE_REACH_PERCENTILE, REACH_PIXELS = 99.0, 99.99, 10_000
+STROKE_PEAK_PERCENTILE = 95  # the strokes' grey levels are relative to this percentile of ink
 
 
 class NoDigitFound(ValueError):
@@ -79,7 +83,7 @@ def _strokes(ink: np.ndarray, parts: np.ndarray) -> np.ndarray:
     relative to the strongest ink. Strokes keep their anti-aliased edges, so an MNIST digit
     comes out as it went in."""
     inside = ink * (parts > 0)
-    peak = _percentile(inside[inside > 0], 95) if inside.any() else 1.0
+    peak = _percentile(inside[inside > 0], STROKE_PEAK_PERCENTILE) if inside.any() else 1.0
     return np.clip(inside / max(peak, 1e-6), 0.0, 1.0).astype(np.float32) * 255
 
 
@@ -131,7 +135,7 @@ def _ink_strength(gray: np.ndarray) -> np.ndarray:
     # against the full scale, light digits on the lighter side of a dark field under a
     # gradient fell below the hysteresis threshold.
     difference = background - image  # grey levels darker than the paper
-    reach = 99.99 if image.size > 10_000 else 99.0
+    reach = LARGE_REACH_PERCENTILE if image.size > REACH_PIXELS else REACH_PERCENTILE
     # The darker side's reach is the reach-th percentile; the lighter side's, minus the
     # (100 - reach)th. Both from one partition (np.percentile costs several times more).
     flat = difference.ravel()
