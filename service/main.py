@@ -145,6 +145,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_batch=settings.predict_max_batch,
         max_wait=settings.predict_max_wait_ms / 1000,
         max_bytes=settings.model_cache_bytes,
+        quantized=settings.serve_quantized,
         pinned=lambda: app.state.model_store.pinned_ids(DEFAULT_KINDS),
         on_batch=lambda record, rows: metrics.batch_size.labels(record.id).observe(rows),
         on_load=metrics.models_loaded.set,

@@ -249,6 +249,15 @@ class Settings(BaseSettings):
     predict_max_batch: int = Field(
         64, ge=1, le=1024, description="Most images one model call takes (micro-batching)."
     )
+    serve_quantized: bool = Field(
+        False,
+        description=(
+            "Run models with one output (cnn, mlp, svhn) on the CPU with 8-bit weights: model "
+            "calls about 4x cheaper, answers close to the model's but not equal (on MNIST's "
+            "test digits, a few borderline digits change; bench/quantization.py). Off: every "
+            "answer is the stored model's own."
+        ),
+    )
     predict_max_wait_ms: float = Field(
         2.0,
         ge=0,

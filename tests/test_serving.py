@@ -12,13 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import FAULTS_DB
 from tests.photo_like import encode, photo_of_digit, photo_of_row, row_of_digits
-from tests.stack import ServiceStack, wait_for
+from tests.stack import ManagedProcess, ServiceStack, free_port, wait_for
 from training.data.prepared import prepare_images
 from training.data.sequences import DOUBTFUL_BELOW
 
@@ -582,3 +583,40 @@ def test_tf_serving_a_large_batch_is_prepared_off_the_event_loop_alike(
     model = _download(stack, digit_model["id"], tmp_path)
     expected = model.predict(prepare_images(images), verbose=0)
     np.testing.assert_allclose(response.json()["predictions"], expected, atol=1e-5)
+
+
+def test_an_api_serving_quantized_models_answers_close_to_the_model(
+    stack, digit_model, test_digits, tmp_path
+):
+    """SERVE_QUANTIZED: another API on the same store runs the digit model with 8-bit weights;
+    its answers move (so the setting took effect) but stay the model's digits."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "service.main:app", "--port", str(port)]
+    api = ManagedProcess("api-quantized", command, stack.env | {"SERVE_QUANTIZED": "true"},
+                         tmp_path)  # fmt: skip
+    api.start()
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+
+        def ready() -> bool:
+            try:
+                return client.get("/health").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(ready, timeout=60, message="the quantized API to answer")
+        images = test_digits[0][:60]
+        parts = [("file", (f"{i}.png", encode(image, "PNG"), "image/png")) for i, image in
+                 enumerate(images)]  # fmt: skip
+        answer = client.post("/predict/digit", files=parts, params={"model": digit_model["id"]})
+        assert answer.status_code == 200, answer.text
+        quantized = np.array([p["probabilities"] for p in answer.json()["predictions"]])
+        exact = np.array(
+            [p["probabilities"] for p in post_digits(stack, images, model=digit_model["id"])]
+        )
+        assert np.abs(quantized - exact).max() > 1e-4  # not the float model's answers
+        assert np.abs(quantized - exact).mean() < 0.01
+        assert (quantized.argmax(axis=1) == exact.argmax(axis=1)).mean() >= 0.95
+        client.close()
+    finally:
+        api.stop()

@@ -199,6 +199,7 @@ class ModelCache:
         max_batch: int,
         max_wait: float,
         max_bytes: int,
+        quantized: bool = False,
         pinned: Callable[[], set[str]] = set,
         on_batch: Callable[[ModelRecord, int], None] | None = None,
         on_load: Callable[[int], None] | None = None,
@@ -207,6 +208,7 @@ class ModelCache:
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.max_bytes = max_bytes
+        self.quantized = quantized
         self._pinned = pinned
         self._on_batch = on_batch
         self._on_load = on_load
@@ -286,7 +288,7 @@ class ModelCache:
         on_batch = self._on_batch
         model = read_stored_model(self.store.file_path(record, "keras"))
         batcher = MicroBatcher(
-            compiled_predict(model),
+            compiled_predict(model, self.quantized),
             max_batch=self.max_batch,
             max_wait=self.max_wait,
             on_batch=(lambda rows: on_batch(record, rows)) if on_batch else None,
