@@ -69,8 +69,9 @@ def _predict_for(
         os.dup2(out.fileno(), 2)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from service.predict.models import compiled_predict, read_stored_model
+    from service.settings import Settings
 
-    predict = compiled_predict(read_stored_model(model_path))
+    predict = compiled_predict(read_stored_model(model_path), Settings().serve_quantized)
     for _ in range(3):  # warm up
         predict(batch)
     barrier.wait(timeout=START_TIMEOUT)

@@ -554,7 +554,15 @@ def main() -> None:
         "--sections", nargs="+", default=["uploads", "batch"], choices=["uploads", "batch"]
     )
     parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument(
+        "--quantized",
+        action="store_true",
+        help="every server and the ceiling with SERVE_QUANTIZED=true (8-bit weights); "
+        "results to bench/results/predict_load_quantized.json",
+    )
     args = parser.parse_args()
+    if args.quantized:
+        os.environ["SERVE_QUANTIZED"] = "true"  # the servers' and the ceiling's processes
 
     use_wrk = args.generator == "wrk" or (args.generator == "auto" and wrk.available())
     if args.generator == "auto" and not use_wrk:
@@ -597,6 +605,7 @@ def main() -> None:
         "rounds": args.rounds,
         "generator": generator.name,
         "api_workers": workers,
+        "serve_quantized": args.quantized,
         "skipped": skipped,
         "uploads": runs.uploads,
         "uploads_summary": upload_summary(runs.uploads),
@@ -609,7 +618,8 @@ def main() -> None:
         },
     }
     print_tables(figures)
-    print(f"\nWritten to {write_results('predict_load', figures, seed=None)}")
+    name = "predict_load_quantized" if args.quantized else "predict_load"
+    print(f"\nWritten to {write_results(name, figures, seed=None)}")
 
 
 def run_rounds(bench: Bench, args, chosen: list[Server]) -> Runs:

@@ -26,6 +26,7 @@ import numpy as np
 
 from service.predict.decode import decode_upload
 from service.predict.models import compiled_predict, read_stored_model
+from service.settings import Settings
 from training.digit_images import to_mnist
 
 MAX_UPLOAD_BYTES = 20_000_000  # the service's defaults, as in bench/naive_server.py
@@ -45,7 +46,8 @@ def load_predict():
     """The model at MODEL_PATH as the service runs it."""
     # One OpenCV thread, as in each API process: its pool only spun between calls.
     cv2.setNumThreads(1)
-    return compiled_predict(read_stored_model(Path(os.environ["MODEL_PATH"])))
+    model = read_stored_model(Path(os.environ["MODEL_PATH"]))
+    return compiled_predict(model, Settings().serve_quantized)  # the runtime the service runs
 
 
 def prepared(file: Path) -> np.ndarray:
