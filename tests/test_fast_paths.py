@@ -42,6 +42,30 @@ def test_litert_answers_as_the_keras_model_at_every_batch_size(build, mnist_digi
         np.testing.assert_allclose(predict(inputs), _graph_outputs(model, inputs), atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "build", [build_mnist_cnn, lambda: build_mlp([64, 32], "lecun")], ids=["cnn", "mlp"]
+)
+def test_8_bit_weights_answer_each_image_as_alone_and_near_the_model(build, mnist_digits):
+    model = build()
+    predict = runtime.compiled_predict(model, quantized=True)
+    assert predict.__qualname__.startswith("_lite_predict")
+    together = predict(mnist_digits)
+    alone = np.concatenate([predict(mnist_digits[i : i + 1]) for i in range(len(mnist_digits))])
+    np.testing.assert_array_equal(alone, together)  # no image's answer depends on the others
+    moved = np.abs(together - _graph_outputs(model, mnist_digits))
+    assert 1e-6 < moved.max() <= runtime.QUANTIZED_TOLERANCE  # 8-bit, and close
+
+
+def test_without_8_bit_weights_float_litert_serves(monkeypatch, mnist_digits):
+    model = build_mnist_cnn()
+    monkeypatch.setattr(runtime, "QUANTIZED_TOLERANCE", -1.0)  # no 8-bit model passes
+    predict = runtime.compiled_predict(model, quantized=True)
+    assert predict.__qualname__.startswith("_lite_predict")
+    np.testing.assert_allclose(
+        predict(mnist_digits[:5]), _graph_outputs(model, mnist_digits[:5]), atol=1e-5
+    )
+
+
 def test_litert_serves_svhn_inputs_and_the_calculator_stays_on_its_graph(rng):
     svhn = build_svhn_cnn()
     inputs = rng.uniform(0, 255, (5, *svhn.input_shape[1:])).astype(np.float32)
