@@ -557,12 +557,12 @@ def main() -> None:
     parser.add_argument(
         "--quantized",
         action="store_true",
-        help="every server and the ceiling with SERVE_QUANTIZED=true (8-bit weights); "
+        help="the service, BentoML and the ceiling with SERVE_QUANTIZED=true (8-bit weights); "
         "results to bench/results/predict_load_quantized.json",
     )
     args = parser.parse_args()
-    if args.quantized:
-        os.environ["SERVE_QUANTIZED"] = "true"  # the servers' and the ceiling's processes
+    # The servers' and the ceiling's processes, whatever the shell or .env says.
+    os.environ["SERVE_QUANTIZED"] = "true" if args.quantized else "false"
 
     use_wrk = args.generator == "wrk" or (args.generator == "auto" and wrk.available())
     if args.generator == "auto" and not use_wrk:

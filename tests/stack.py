@@ -173,6 +173,7 @@ class ServiceStack:
             "ARTIFACTS_DIR": str(log_dir / "artifacts"),
             "PYTHONUNBUFFERED": "1",
             "BOOTSTRAP_MODELS": "false",  # tests that want bootstrap jobs ask for them
+            "SERVE_QUANTIZED": "false",  # answers are the models' own, whatever .env says
             **settings,
         }
         self.worker_env = {**self.env, **(worker_settings or {})}  # the worker's own, if any

@@ -585,6 +585,7 @@ def test_tf_serving_a_large_batch_is_prepared_off_the_event_loop_alike(
     np.testing.assert_allclose(response.json()["predictions"], expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_an_api_serving_quantized_models_answers_close_to_the_model(
     stack, digit_model, test_digits, tmp_path
 ):
@@ -592,13 +593,15 @@ def test_an_api_serving_quantized_models_answers_close_to_the_model(
     its answers move (so the setting took effect) but stay the model's digits."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "service.main:app", "--port", str(port)]
-    api = ManagedProcess("api-quantized", command, stack.env | {"SERVE_QUANTIZED": "true"},
-                         tmp_path)  # fmt: skip
+    settings = {"SERVE_QUANTIZED": "true", "PRELOAD_MODELS": "false"}  # loads on first use
+    api = ManagedProcess("api-quantized", command, stack.env | settings, tmp_path)
     api.start()
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     try:
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
 
         def ready() -> bool:
+            if api.process.poll() is not None:
+                raise RuntimeError(f"The quantized API exited:\n{api.log_tail()}")
             try:
                 return client.get("/health").status_code == 200
             except httpx.TransportError:
@@ -609,7 +612,7 @@ def test_an_api_serving_quantized_models_answers_close_to_the_model(
         parts = [("file", (f"{i}.png", encode(image, "PNG"), "image/png")) for i, image in
                  enumerate(images)]  # fmt: skip
         answer = client.post("/predict/digit", files=parts, params={"model": digit_model["id"]})
-        assert answer.status_code == 200, answer.text
+        assert answer.status_code == 200, answer.text + api.log_tail()
         quantized = np.array([p["probabilities"] for p in answer.json()["predictions"]])
         exact = np.array(
             [p["probabilities"] for p in post_digits(stack, images, model=digit_model["id"])]
@@ -617,6 +620,6 @@ def test_an_api_serving_quantized_models_answers_close_to_the_model(
         assert np.abs(quantized - exact).max() > 1e-4  # not the float model's answers
         assert np.abs(quantized - exact).mean() < 0.01
         assert (quantized.argmax(axis=1) == exact.argmax(axis=1)).mean() >= 0.95
-        client.close()
     finally:
+        client.close()
         api.stop()
