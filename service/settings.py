@@ -249,15 +249,6 @@ class Settings(BaseSettings):
     predict_max_batch: int = Field(
         64, ge=1, le=1024, description="Most images one model call takes (micro-batching)."
     )
-    serve_quantized: bool = Field(
-        False,
-        description=(
-            "Run the digit models (cnn, mlp) on the CPU with 8-bit weights: model calls 3.4x "
-            "cheaper for 64 images, answers close to the model's but not equal (for the "
-            "default cnn, 3 of MNIST's 10,000 test digits change; bench/quantization.py). "
-            "Off: every answer is the stored model's own."
-        ),
-    )
     predict_max_wait_ms: float = Field(
         2.0,
         ge=0,
@@ -265,6 +256,15 @@ class Settings(BaseSettings):
         description=(
             "How long a forming batch waits for requests that are still decoding their images. "
             "A request that finds the model idle and no one else arriving never waits."
+        ),
+    )
+    serve_quantized: bool = Field(
+        False,
+        description=(
+            "Run the digit models (cnn, mlp) on the CPU with 8-bit weights: model calls 3.4x "
+            "cheaper for 64 images, answers close to the model's but not equal (for the "
+            "default cnn, 3 of MNIST's 10,000 test digits change; bench/quantization.py). "
+            "Off: every answer is the stored model's own."
         ),
     )
     bootstrap_models: bool = Field(

@@ -59,7 +59,16 @@ def test_8_bit_weights_answer_each_image_as_alone_and_near_the_model(build, mnis
 def test_without_8_bit_weights_float_litert_serves(monkeypatch, mnist_digits):
     model = build_mnist_cnn()
     monkeypatch.setattr(runtime, "QUANTIZED_TOLERANCE", -1.0)  # no 8-bit model passes
+    tried, lite_predict = [], runtime._lite_predict
+
+    def recorded(*args, quantized):
+        served = lite_predict(*args, quantized=quantized)
+        tried.append((quantized, served is not None))
+        return served
+
+    monkeypatch.setattr(runtime, "_lite_predict", lambda *args, **kw: recorded(*args, **kw))
     predict = runtime.compiled_predict(model, quantized=True)
+    assert tried == [(True, False), (False, True)]  # 8-bit refused, then float32 served
     assert predict.__qualname__.startswith("_lite_predict")
     np.testing.assert_allclose(
         predict(mnist_digits[:5]), _graph_outputs(model, mnist_digits[:5]), atol=1e-5

@@ -10,10 +10,11 @@ outputs (the calculator) and every model on a GPU run as the traced graph.
 
 With `quantized` (the SERVE_QUANTIZED setting), LiteRT runs the model with its weights in 8
 bits (dynamic-range quantization: each image's activations are quantized on the fly, so an
-answer does not depend on the other images of its batch, tested): for the default cnn, a batch of 64
-in under a third of the time, with answers that are no longer the model's own to 1e-4 but
-within `QUANTIZED_TOLERANCE` on the check inputs (on MNIST's test digits, probabilities moved by
-up to 0.041 and 3 of 10,000 digits changed: bench/results/quantization.json).
+answer does not depend on the other images of its batch, tested): for the default cnn, a batch
+of 64 in under a third of the time, with answers that are no longer the model's own to 1e-4
+but within `QUANTIZED_TOLERANCE` on the check inputs (on MNIST's test digits, probabilities
+moved by up to 0.041 and 3 of 10,000 digits changed: bench/results/quantization.json). A model
+that fails that check runs on LiteRT in float32.
 """
 
 from __future__ import annotations
@@ -54,17 +55,19 @@ def compiled_predict(model: Any, quantized: bool = False) -> Callable[[np.ndarra
     graph_predict(np.zeros((1, *model.input_shape[1:]), np.float32))  # trace now
     if tf.config.list_physical_devices("GPU") or len(model.outputs) != 1:
         return graph_predict
-    lite = _lite_predict(model, graph, graph_predict, quantized)
+    lite = _lite_predict(model, graph, graph_predict, quantized=quantized)
     if lite is None and quantized:  # not with 8-bit weights: float LiteRT is still faster
-        logger.warning("Model not served with 8-bit weights; trying LiteRT in float32.")
         lite = _lite_predict(model, graph, graph_predict, quantized=False)
+    if lite is None:
+        logger.info("Serving the model's TensorFlow graph.")
     return lite or graph_predict
 
 
 def _lite_predict(
     model: Any, graph: Any, reference: Callable[[np.ndarray], Outputs], quantized: bool
 ) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The model on LiteRT, or None when it cannot be converted or its outputs differ."""
+    """The model on LiteRT (with 8-bit weights if `quantized`), or None when it cannot be
+    converted or its outputs differ."""
     interpreter_class = _interpreter_class()
     if interpreter_class is None:
         return None
@@ -83,7 +86,8 @@ def _lite_predict(
         interpreter = interpreter_class(model_content=converter.convert(), num_threads=1)
         interpreter.allocate_tensors()
     except Exception as error:  # an op LiteRT lacks, say: the graph serves it
-        logger.info("Model not converted to LiteRT (%s); serving its TensorFlow graph.", error)
+        logger.info("Model not converted to LiteRT%s (%s).", " with 8-bit weights" * quantized,
+                    error)  # fmt: skip
         return None
     (source,), (result,) = interpreter.get_input_details(), interpreter.get_output_details()
     lock = threading.Lock()  # an interpreter runs one call at a time
@@ -108,11 +112,12 @@ def _lite_predict(
             [np.max(np.abs(predict(inputs) - reference(inputs))) for inputs in (check[:1], check)]
         )
     )  # NaN stays NaN
-    if not difference <= (QUANTIZED_TOLERANCE if quantized else LITE_TOLERANCE):
+    tolerance = QUANTIZED_TOLERANCE if quantized else LITE_TOLERANCE
+    if not difference <= tolerance:
         logger.warning(
-            "LiteRT's outputs differ from the model's by %.2g; serving its TensorFlow graph.",
-            difference,
-        )
+            "LiteRT's outputs%s differ from the model's by %.2g (more than %g); not served.",
+            " with 8-bit weights" * quantized, difference, tolerance,
+        )  # fmt: skip
         return None
     return predict
 
