@@ -51,12 +51,6 @@ def _segment_enters(start: tuple[float, float], end: tuple[float, float], box: B
     return high - low > 1e-9
 
 
-@pytest.fixture
-def mlp_job(finished_mlp: dict) -> dict:
-    """The session's small MLP job (conftest), finished."""
-    return finished_mlp
-
-
 def get_png(stack, path: str, **params) -> Image.Image:
     response = stack.client.get(path, params=params, timeout=60)
     assert response.status_code == 200, response.text
@@ -73,14 +67,14 @@ def _image(data: bytes) -> Image.Image:
 
 
 @pytest.mark.parametrize("plot", ["history", "gradients", "confusion"])
-def test_a_job_s_plots_are_pngs(stack, mlp_job, plot):
-    get_png(stack, f"/jobs/{mlp_job['id']}/plots/{plot}.png")
+def test_a_job_s_plots_are_pngs(stack, finished_mlp, plot):
+    get_png(stack, f"/jobs/{finished_mlp['id']}/plots/{plot}.png")
 
 
-def test_the_history_figure_says_what_and_which_job(stack, mlp_job):
-    history = stack.client.get(f"/jobs/{mlp_job['id']}/history").json()
-    figure = figures.job_history(mlp_job["id"], "mlp", history)
-    assert mlp_job["id"] in figure.get_suptitle()
+def test_the_history_figure_says_what_and_which_job(stack, finished_mlp):
+    history = stack.client.get(f"/jobs/{finished_mlp['id']}/history").json()
+    figure = figures.job_history(finished_mlp["id"], "mlp", history)
+    assert finished_mlp["id"] in figure.get_suptitle()
     titles = [axis.get_title() for axis in figure.axes]
     assert titles == ["loss", "accuracy"]
     for axis in figure.axes:
@@ -205,8 +199,8 @@ def test_a_graph_that_cannot_be_laid_out_says_why(nodes, message):
         layout_graph(nodes)
 
 
-def test_graph_of_a_keras_job_and_plots_of_unknown_jobs(stack, mlp_job):
-    graph = stack.client.get(f"/jobs/{mlp_job['id']}/plots/graph.png")
+def test_graph_of_a_keras_job_and_plots_of_unknown_jobs(stack, finished_mlp):
+    graph = stack.client.get(f"/jobs/{finished_mlp['id']}/plots/graph.png")
     assert graph.status_code == 404  # that plot never exists for its kind
     assert graph.json()["code"] == "not_plottable"
     assert stack.client.get(f"/jobs/{'0' * 32}/plots/history.png").status_code == 404
@@ -246,13 +240,13 @@ def test_an_unknown_metric_is_refused_with_the_ones_there_are(stack, replicated_
     assert "test_accuracy" in response.json()["detail"]
 
 
-def test_feature_maps_of_an_uploaded_digit(stack, digit_model, test_digits, mlp_job):
+def test_feature_maps_of_an_uploaded_digit(stack, digit_model, test_digits, finished_mlp):
     files = [("file", ("digit.png", encode(test_digits[0][0], "PNG"), "image/png"))]
     response = stack.client.post(f"/models/{digit_model['id']}/plots/feature-maps.png",
                                  files=files, timeout=60)  # fmt: skip
     assert response.status_code == 200, response.text
     _image(response.content)
-    mlp = stack.client.post(f"/models/{mlp_job['result']['model_id']}/plots/feature-maps.png",
+    mlp = stack.client.post(f"/models/{finished_mlp['result']['model_id']}/plots/feature-maps.png",
                             files=files)  # fmt: skip
     assert mlp.status_code == 404
     assert "cnn" in mlp.json()["detail"]
@@ -305,8 +299,8 @@ def test_a_mosaic_holds_each_map_scaled_in_its_own_cell(count, grid):
         assert np.isnan(tiles[:, 7]).all()  # and between columns
 
 
-def test_a_plot_is_rendered_once_and_then_revalidated(stack, mlp_job):
-    path = f"/jobs/{mlp_job['id']}/plots/history.png"
+def test_a_plot_is_rendered_once_and_then_revalidated(stack, finished_mlp):
+    path = f"/jobs/{finished_mlp['id']}/plots/history.png"
     first = stack.client.get(path)
     assert first.status_code == 200
     etag = first.headers["etag"]
@@ -318,10 +312,10 @@ def test_a_plot_is_rendered_once_and_then_revalidated(stack, mlp_job):
     assert weak_among_others.status_code == 304
     cached = stack.client.get(path, headers={"If-None-Match": '"other"'})
     assert cached.status_code == 200 and cached.headers["etag"] == etag
-    history = stack.client.get(f"/jobs/{mlp_job['id']}/history").json()
-    fresh = to_png(figures.job_history(mlp_job["id"], "mlp", history))
+    history = stack.client.get(f"/jobs/{finished_mlp['id']}/history").json()
+    fresh = to_png(figures.job_history(finished_mlp["id"], "mlp", history))
     assert cached.content == first.content == fresh
-    confusion = stack.client.get(f"/jobs/{mlp_job['id']}/plots/confusion.png")
+    confusion = stack.client.get(f"/jobs/{finished_mlp['id']}/plots/confusion.png")
     assert confusion.headers["etag"] != etag
 
 
@@ -369,14 +363,14 @@ def one_plot_slot(stack, tmp_path_factory):
 
 
 def test_renders_beyond_the_plot_slots_answer_503_and_cached_plots_still_answer(
-    one_plot_slot, digit_model, test_digits, mlp_job
+    one_plot_slot, digit_model, test_digits, finished_mlp
 ):
     client = one_plot_slot.client
     path = f"/models/{digit_model['id']}/plots/feature-maps.png"
     page = cv2.resize(255 - test_digits[0][3], (3000, 3000), interpolation=cv2.INTER_CUBIC)
     cached_upload = {"file": ("small.png", encode(test_digits[0][4], "PNG"), "image/png")}
     assert client.post(path, files=cached_upload, timeout=60).status_code == 200
-    history = f"/jobs/{mlp_job['id']}/plots/history.png"
+    history = f"/jobs/{finished_mlp['id']}/plots/history.png"
     etag = client.get(history, timeout=60).headers["etag"]
     start = threading.Barrier(7)
 
